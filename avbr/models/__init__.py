@@ -1,1 +1,28 @@
-"""avbr/models"""
+"""The encoder family: stream ViT, two-stream encoder, fusion, video decoder, baselines.
+
+Build anything through the registry: ``build_model(name, **config_fields)``; see ``list_models()``
+and ``python -m avbr.models --summary`` for parameters and GFLOPs of every model and preset.
+"""
+
+from avbr.models.checkpoint import load_encoder, save_encoder
+from avbr.models.config import EncoderConfig, TwoStreamConfig
+from avbr.models.decoder import DecoderConfig, VideoDecoder
+from avbr.models.output import EncoderOutput
+from avbr.models.predictor import VideoPredictor
+from avbr.models.registry import ENCODER_NAMES, MODELS, build_model, build_model_from_cfg, list_models
+
+__all__ = [
+    "EncoderOutput",
+    "EncoderConfig",
+    "TwoStreamConfig",
+    "DecoderConfig",
+    "VideoDecoder",
+    "VideoPredictor",
+    "MODELS",
+    "ENCODER_NAMES",
+    "build_model",
+    "build_model_from_cfg",
+    "list_models",
+    "save_encoder",
+    "load_encoder",
+]
