@@ -1,0 +1,73 @@
+"""EgoDex: egocentric human manipulation video with hand-pose annotations."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+
+from avbr.data.base import SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample, list_files
+from avbr.data.gaps import GapSchedule
+from avbr.data.video import count_frames, read_frames
+
+__all__ = ["EgoDexSource"]
+
+
+@SOURCES.register("egodex")
+class EgoDexSource(FramePairSource):
+    """EgoDex episodes: an mp4 and an hdf5 of annotations per episode.
+
+    On disk (``root`` = one part, e.g. ``part1/``, or the folder of all parts; searched recursively)::
+
+        <task_name>/<i>.mp4     1080p 30 fps egocentric RGB video, T frames
+        <task_name>/<i>.hdf5    per-frame annotations of the same episode:
+                                  transforms/<joint>   float [T, 4, 4] (camera, hands, fingers)
+                                  confidences/<joint>  float [T]
+                                  camera/intrinsic     float [3, 3]
+                                  attrs: llm_description (language description of the episode)
+
+    An episode is an mp4 with a same-named hdf5 beside it (mp4s without one are not listed).
+    ``task`` is the hdf5's ``llm_description`` attribute when present, else the folder name. The
+    hdf5 is opened for every sample (it is small) so a truncated annotation file is detected and
+    skipped like a corrupt video. EgoDex has no robot actions, so samples carry none.
+
+    Args:
+        root: EgoDex folder.
+        gap: gap schedule (in frames at ``30 / frame_stride`` fps).
+        frame_stride: read every ``frame_stride``-th frame.
+    """
+
+    name = "egodex"
+
+    def __init__(self, root: str, gap: GapSchedule | None = None, frame_stride: int = 1) -> None:
+        super().__init__(root, gap)
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        self.frame_stride = frame_stride
+        self.units = [p for p in list_files(self.root, {".mp4"}) if os.path.exists(self._hdf5(p))]
+        self._require_units("<task>/<i>.mp4 + <task>/<i>.hdf5 episode pairs")
+
+    @staticmethod
+    def _hdf5(mp4: str) -> str:
+        return os.path.splitext(mp4)[0] + ".hdf5"
+
+    def task(self, ref: EpisodeRef) -> str:
+        """The episode's description (hdf5 ``llm_description``) or its folder name."""
+        path = self._hdf5(ref.path)
+        try:
+            with h5py.File(path, "r") as f:
+                desc = f.attrs.get("llm_description")
+        except (OSError, ValueError, KeyError) as e:
+            raise CorruptFileError(path, f"not a readable hdf5 file ({e})") from e
+        if desc is not None:
+            return desc.decode() if isinstance(desc, bytes) else str(desc)
+        return os.path.basename(os.path.dirname(ref.path))
+
+    def episode_length(self, ref: EpisodeRef) -> int:
+        return (count_frames(ref.path) - 1) // self.frame_stride + 1
+
+    def read_pair(self, ref: EpisodeRef, t: int, k: int) -> PairSample:
+        task = self.task(ref)
+        s = self.frame_stride
+        prev, curr = read_frames(ref.path, [t * s, (t + k) * s])
+        return self._pair(ref, prev, curr, t, k, task=task)
