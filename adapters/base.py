@@ -1,0 +1,326 @@
+"""The one interface every encoder adapter implements, and the helpers they share.
+
+Data flow (ARCHITECTURE.md): uint8 HWC RGB frames ``[B, H, W, 3]`` (numpy or torch) go into
+:meth:`EncoderAdapter.encode`, which resizes and normalises them as the encoder's
+:class:`InputContract` says, runs the model and returns :class:`Features`. Normalisation happens
+here and nowhere else.
+
+Letters: ``B`` batch, ``T`` frames, ``C, H, W`` channels/height/width, ``N`` tokens, ``D`` width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Features",
+    "InputContract",
+    "EncoderAdapter",
+    "StrictLoadError",
+    "load_strict",
+    "state_dict_hash",
+    "to_frames",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+# ImageNet channel statistics, as torchvision's reference training scripts and R3M's `normlayer`
+# (facebookresearch/r3m, r3m/models/models_r3m.py) and DINOv2's `IMAGENET_DEFAULT_MEAN`
+# (facebookresearch/dinov2, dinov2/data/transforms.py) use them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Features:
+    """What :meth:`EncoderAdapter.encode` returns for a batch of frame pairs.
+
+    Attributes:
+        cls: ``[B, D]`` the encoder's global embedding (which token or pooling is the adapter's
+            documented choice: see each adapter's module docstring).
+        patches: ``[B, N, D]`` one token per spatial location, row-major over ``grid``.
+        grid: ``(h, w)`` with ``N = h * w``.
+        stream_cls: per-stream global embeddings, ``{name: [B, Ds]}``. Two-stream encoders give
+            ``{"m", "p"}``; ``frames="both"`` gives ``{"prev", "curr"}``; one-stream encoders give
+            at most one entry. The aggregation readouts A-D need two or more streams.
+        stream_patches: per-stream patch tokens, same keys, ``[B, N, Ds]`` each.
+        pixelwise_fused: True when ``patches`` already combine both channels (M and P, or both
+            frames) at every location inside the encoder (our two-stream pixel-wise fusion, or a
+            single ViT over stacked M+P / stacked frames); the ``pixelwise`` readout needs it.
+    """
+
+    cls: torch.Tensor
+    patches: torch.Tensor
+    grid: tuple[int, int]
+    stream_cls: dict[str, torch.Tensor] = field(default_factory=dict)
+    stream_patches: dict[str, torch.Tensor] = field(default_factory=dict)
+    pixelwise_fused: bool = False
+
+    def __post_init__(self) -> None:
+        b, n, d = self.patches.shape
+        if self.cls.shape != (b, d):
+            raise ValueError(f"cls {tuple(self.cls.shape)} does not match patches {tuple(self.patches.shape)}")
+        if self.grid[0] * self.grid[1] != n:
+            raise ValueError(f"grid {self.grid} does not hold the {n} patch tokens")
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Features:
+        """A copy with every tensor moved/cast (``dtype`` applies to floating tensors)."""
+
+        def mv(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        return Features(
+            cls=mv(self.cls),
+            patches=mv(self.patches),
+            grid=self.grid,
+            stream_cls={k: mv(v) for k, v in self.stream_cls.items()},
+            stream_patches={k: mv(v) for k, v in self.stream_patches.items()},
+            pixelwise_fused=self.pixelwise_fused,
+        )
+
+    @staticmethod
+    def concat_frames(prev: Features, curr: Features) -> Features:
+        """``frames="both"``: features of prev and curr concatenated on ``D`` (``D`` doubles).
+
+        ``cls [B, 2D]``, ``patches [B, N, 2D]``; the two frames become the streams
+        ``{"prev", "curr"}`` so that the aggregation readouts A-D apply to them.
+        """
+        return Features(
+            cls=torch.cat([prev.cls, curr.cls], dim=-1),
+            patches=torch.cat([prev.patches, curr.patches], dim=-1),
+            grid=curr.grid,
+            stream_cls={"prev": prev.cls, "curr": curr.cls},
+            stream_patches={"prev": prev.patches, "curr": curr.patches},
+            pixelwise_fused=False,
+        )
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """How an encoder wants its frames: the record of source, preprocessing and licence.
+
+    Attributes:
+        source: where the weights come from (hub id, checkpoint layout, or "random init").
+        resolution: ``(H, W)`` of the model input in pixels.
+        resize: ``"squash"`` resizes to ``resolution`` directly; ``"center_crop"`` resizes the
+            short side to ``resolution / crop_pct`` and takes the central ``resolution`` crop
+            (the HF/timm/R3M evaluation pipelines). Frames already at ``resolution`` are used as
+            they are in both modes.
+        crop_pct: fraction of the resized short side that the crop keeps (``center_crop`` only).
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (antialiased, as torchvision's ``Resize``
+            on tensors).
+        scale: multiplies the uint8 values first: ``1/255`` gives ``[0, 1]``; ``1.0`` keeps
+            ``0-255`` (R3M, which normalises inside its forward).
+        mean: per-channel mean subtracted after ``scale`` (in ``[0, 1]`` units), or applied inside
+            the model when ``normalised_inside`` is set.
+        std: per-channel std, same convention as ``mean``.
+        normalised_inside: the model applies ``mean``/``std`` itself (R3M; our models, which
+            compute M/P channels from ``[0, 1]`` frames).
+        frames_needed: 1 (one image) or 2 (a ``(prev, curr)`` pair).
+        licence: licence of the weights.
+        reference: where the constants above come from.
+    """
+
+    source: str
+    resolution: tuple[int, int]
+    resize: Literal["squash", "center_crop"] = "squash"
+    crop_pct: float = 1.0
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    normalised_inside: bool = False
+    frames_needed: int = 1
+    licence: str = ""
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if self.frames_needed not in (1, 2):
+            raise ValueError(f"frames_needed must be 1 or 2, got {self.frames_needed}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    def describe(self) -> dict:
+        """A JSON-able dict of every field (what the feature cache hashes)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def to_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` (numpy or torch) -> float ``[B, 3, H, W]`` in ``0-255`` on ``device``."""
+    t = torch.as_tensor(frames) if isinstance(frames, np.ndarray) else frames
+    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(
+            f"frames must be uint8 [B, H, W, 3] RGB, got {t.dtype} {tuple(t.shape)}; "
+            "convert with frames.astype(np.uint8) and add a batch axis for a single frame"
+        )
+    return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # [B,H,W,3] -> [B,3,H,W]
+
+
+class StrictLoadError(RuntimeError):
+    """A checkpoint's keys or shapes do not match the model."""
+
+
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` with an error naming every bad key.
+
+    Raises:
+        StrictLoadError: listing missing keys, unexpected keys and shape mismatches.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
+                parts.append(f"{label} ({len(keys)}): {shown}")
+        raise StrictLoadError(
+            f"checkpoint {source} does not match {type(module).__name__}: " + "; ".join(parts)
+            + ". Check that the encoder entry matches the checkpoint's layout and size "
+            "(encoder.name / encoder.arch), or that the file is not truncated."
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    """sha256 over every state_dict entry's name, dtype, shape and bytes (parameters and buffers)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class EncoderAdapter(nn.Module):
+    """Base class: turns uint8 frames into :class:`Features` for one encoder.
+
+    Subclasses set :attr:`contract` and :attr:`embed_dim` and implement :meth:`forward_pixels`.
+
+    Args:
+        contract: the encoder's input record.
+        frames: ``"curr"`` (one-frame encoders see the current frame) or ``"both"`` (they encode
+            prev and curr separately and concatenate: ``D`` doubles). Two-frame encoders always
+            see both frames and reject ``"both"``.
+        autocast_bf16: run the model under ``torch.autocast(dtype=bfloat16)``; features come
+            back as float32.
+    """
+
+    name: str = ""
+
+    def __init__(self, contract: InputContract, frames: Literal["curr", "both"] = "curr", autocast_bf16: bool = False) -> None:
+        super().__init__()
+        self.contract = contract
+        self.frames = frames
+        self.autocast_bf16 = autocast_bf16
+        self._check_frames()
+
+    def _check_frames(self) -> None:
+        if self.frames not in ("curr", "both"):
+            raise ValueError(f"frames must be 'curr' or 'both', got {self.frames!r}")
+        if self.frames == "both" and self.contract.frames_needed == 2:
+            raise ValueError(
+                "frames='both' is for one-frame encoders; this encoder already takes (prev, curr). "
+                "Use frames='curr'."
+            )
+
+    # -- to implement ------------------------------------------------------------------------
+    embed_dim: int
+    """``D`` of one forward pass (before ``frames="both"`` doubling)."""
+
+    def forward_pixels(self, prev: torch.Tensor | None, curr: torch.Tensor) -> Features:
+        """Model forward on preprocessed frames.
+
+        Args:
+            prev: ``[B, 3, H, W]`` preprocessed previous frame, or None (one-frame encoders; for
+                two-frame encoders None means a still image).
+            curr: ``[B, 3, H, W]`` preprocessed current frame.
+        """
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        """``D`` of :meth:`encode`'s output: ``embed_dim``, doubled for ``frames="both"``."""
+        return self.embed_dim * (2 if self.frames == "both" else 1)
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        return torch.device("cpu")
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` at ``contract.resolution``, scaled and
+        (unless ``normalised_inside``) normalised, on the adapter's device."""
+        c = self.contract
+        x = to_frames(frames, self.device) * c.scale  # [B,3,H,W]
+        x = _resize(x, c.resolution, c.resize, c.crop_pct, c.interpolation, hi=255.0 * c.scale)
+        if not c.normalised_inside:
+            mean = torch.tensor(c.mean, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(c.std, device=x.device).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        return x
+
+    def encode(self, prev: np.ndarray | torch.Tensor | None, curr: np.ndarray | torch.Tensor) -> Features:
+        """uint8 frames ``[B, H, W, 3]`` -> :class:`Features` (float32, on the adapter's device).
+
+        ``prev`` may be None for one-frame encoders with ``frames="curr"``, and for two-frame
+        encoders on a still image (their documented still-image input).
+        """
+        curr_px = self.preprocess(curr)
+        prev_px = None if prev is None else self.preprocess(prev)
+        dev = self.device.type
+        ctx = torch.autocast(dev, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
+        with ctx:
+            if self.contract.frames_needed == 2:
+                out = self.forward_pixels(prev_px, curr_px)
+            elif self.frames == "both":
+                if prev_px is None:
+                    raise ValueError("frames='both' needs prev frames; pass encode(prev, curr)")
+                out = Features.concat_frames(self.forward_pixels(None, prev_px), self.forward_pixels(None, curr_px))
+            else:
+                out = self.forward_pixels(None, curr_px)
+        return out.to(dtype=torch.float32)
+
+    def weights_hash(self) -> str:
+        """sha256 of the wrapped model's state_dict tensors (see :func:`state_dict_hash`)."""
+        return state_dict_hash(self)
+
+
+def _resize(
+    x: torch.Tensor, size: tuple[int, int], mode: str, crop_pct: float, interpolation: str, hi: float
+) -> torch.Tensor:
+    """Resize ``[B, 3, H, W]`` floats to ``size`` by squashing or short-side resize + center crop.
+
+    Antialiased like torchvision's tensor ``Resize``; bicubic overshoot is clamped to ``[0, hi]``.
+    """
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(size):
+        return x
+    if mode == "squash":
+        target = tuple(size)
+    else:
+        short = round(min(size) / crop_pct)
+        target = (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
+    x = F.interpolate(x, size=target, mode=interpolation, antialias=True, align_corners=False)
+    if interpolation == "bicubic":
+        x = x.clamp(0.0, hi)
+    if mode == "center_crop":
+        top, left = round((target[0] - size[0]) / 2.0), round((target[1] - size[1]) / 2.0)  # as torchvision CenterCrop
+        x = x[..., top : top + size[0], left : left + size[1]]
+    return x
