@@ -1,0 +1,145 @@
+"""Configuration and record types shared by every simulator suite.
+
+:class:`SuiteConfig` is the Hydra schema of the ``suite`` config group (``configs/suite/*.yaml``
+list only the fields they change). Every protocol detail that differs between LIBERO, OpenVLA,
+LeRobot and openpi is a documented field here, with the LIBERO/OpenVLA value as default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Action layout: 6-D OSC_POSE delta (x, y, z, ax, ay, az; robosuite scales [-1, 1] to 5 cm and
+#: 0.5 rad per step) and one gripper dimension, -1 = open, +1 = closed.
+ACTION_DIM = 7
+#: Proprio layout: eef position (3), eef orientation as axis-angle (3), gripper finger qpos (2).
+STATE_DIM = 8
+#: Action the protocol sends while the scene settles: no motion, gripper open.
+SETTLE_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+
+
+@dataclass
+class SuiteConfig:
+    """One simulator suite and its evaluation protocol.
+
+    Attributes:
+        name: registry name (``avbr.envs.list_suites()``): ``libero_spatial``, ``libero_object``,
+            ``libero_goal``, ``libero_10``, ``libero_90``, ``robosuite_lift``,
+            ``robosuite_pickplacecan``, ``robosuite_stack``.
+        camera_size: square render size in pixels for ``agentview`` and ``wrist``. LIBERO's own
+            demos and LeRobot use 128; OpenVLA/openpi evaluate at 256 (then resize to 224).
+            Default 128: software rendering on CPU machines is ~3x faster than at 256.
+        render: render the two cameras. ``False`` gives all-zero images of the same shape (for
+            scripted-expert measurements; LIBERO steps ~10x faster without rendering).
+        flip_images: rotate frames by 180 degrees so they come out upright (robosuite renders in
+            the OpenGL convention, upside down; OpenVLA/openpi/LeRobot flip ``[::-1, ::-1]``).
+        num_settle_steps: steps of ``settle_action`` after setting the init state, before the
+            policy acts (LIBERO/OpenVLA: 10). They do not count towards ``max_steps``.
+        settle_action: the 7-D action sent while settling (OpenVLA: ``[0,0,0,0,0,0,-1]``).
+        max_steps: policy steps per episode; ``None`` takes the suite default (OpenVLA: spatial
+            220, object 280, goal 300, libero_10 520, libero_90 400; LeRobot uses 280 for
+            spatial; robosuite tasks 400 as in robomimic rollouts).
+        init_state_offset: episode ``j`` of task ``i`` starts from init state
+            ``init_state_offset + j`` of task ``i`` (LIBERO: ``get_task_init_states(i)``, 50 per
+            task; robosuite: the scene is sampled with numpy seed ``init_state_offset + j``). The
+            assignment is fixed before any episode runs, so it never depends on finishing order.
+        control_freq: controller frequency in Hz (LIBERO and robosuite default 20).
+        renderer: ``egl`` or ``osmesa`` (``MUJOCO_GL``); checked at start-up.
+        assets_dir: LIBERO asset directory; ``None`` searches ``$AVBR_LIBERO_ASSETS``, the
+            libero package and its download cache (see :mod:`avbr.envs.libero_assets`).
+        step_timeout_s: a worker silent this long during one step/reset is treated as crashed
+            and restarted.
+        episode_timeout_s: the same for one whole scripted-expert episode run inside a worker.
+    """
+
+    name: str = "robosuite_lift"
+    camera_size: int = 128
+    render: bool = True
+    flip_images: bool = True
+    num_settle_steps: int = 10
+    settle_action: tuple[float, ...] = SETTLE_ACTION
+    max_steps: int | None = None
+    init_state_offset: int = 0
+    control_freq: int = 20
+    renderer: str = "egl"
+    assets_dir: str | None = None
+    step_timeout_s: float = 300.0
+    episode_timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        self.settle_action = tuple(float(a) for a in self.settle_action)
+        if len(self.settle_action) != ACTION_DIM:
+            raise ValueError(f"settle_action must have {ACTION_DIM} values, got {self.settle_action}")
+        if self.camera_size < 8:
+            raise ValueError(f"camera_size must be >= 8 pixels, got {self.camera_size}")
+        if self.num_settle_steps < 0 or self.init_state_offset < 0:
+            raise ValueError("num_settle_steps and init_state_offset must be >= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None (suite default), got {self.max_steps}")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a suite.
+
+    Attributes:
+        suite: suite registry name.
+        task_id: index within the suite.
+        name: short name (LIBERO problem file stem, or the robosuite environment name).
+        language: natural-language instruction given to the policy.
+        num_init_states: how many fixed init states exist (LIBERO 50); ``None`` = unbounded
+            (robosuite: any seed is an init state).
+    """
+
+    suite: str
+    task_id: int
+    name: str
+    language: str
+    num_init_states: int | None
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What one episode runs: ``task_id`` from init state ``init_index``; ``episode`` is its
+    position in the run (``j`` of ``episodes_per_task``)."""
+
+    task_id: int
+    init_index: int
+    episode: int
+
+
+@dataclass
+class EpisodeRecord:
+    """The result of one episode.
+
+    Attributes:
+        task_id, init_index, episode: as in :class:`EpisodeSpec`.
+        success: the simulator's own success check was true at some step.
+        length: policy steps taken (settle steps excluded).
+        error: ``None``, or the error text (Python traceback, or a worker crash/timeout).
+        language: the task instruction.
+        init_digest: fingerprint of the MuJoCo state right after the init state was set (before
+            settling); equal digests mean equal initial scenes.
+        frames: optional upright agentview frames ``uint8 [T, H, W, 3]`` (for videos).
+        data: optional per-step arrays for demo files (see :mod:`avbr.envs.demos`).
+    """
+
+    task_id: int
+    init_index: int
+    episode: int
+    success: bool
+    length: int
+    error: str | None = None
+    language: str = ""
+    init_digest: str = ""
+    frames: np.ndarray | None = None
+    data: dict[str, Any] | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable fields (no arrays)."""
+        return {"task_id": self.task_id, "init_index": self.init_index, "episode": self.episode,
+                "success": self.success, "length": self.length, "error": self.error,
+                "init_digest": self.init_digest}
