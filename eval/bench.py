@@ -1,0 +1,172 @@
+"""Benchmarks, one subcommand per area: ``python eval/bench.py <subcommand> [options]``.
+
+Subcommands are registered with :func:`subcommand`; each is one function taking the parsed
+arguments and returning a JSON-serialisable dict, which is printed and, with ``--out``, written.
+
+* ``envs``: environment steps/s of :class:`avbr.envs.VectorEnv` for several worker counts, e.g.
+  ``python eval/bench.py envs --suite robosuite_lift --workers 1 2 4 --out bench/envs.json``.
+* ``experts``: scripted-expert success per task (simulator success check, no rendering by
+  default), e.g. ``python eval/bench.py experts --suites robosuite_lift libero_object
+  --episodes 20 --workers 2 --out bench/expert_success.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run by path, this script's folder (eval/) would come first on sys.path and shadow installed
+# packages (e.g. a future eval/libero.py would shadow the LIBERO package): drop it first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+Subcommand = Callable[[argparse.Namespace], dict[str, Any]]
+_SUBCOMMANDS: dict[str, tuple[Subcommand, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def subcommand(name: str, add_args: Callable[[argparse.ArgumentParser], None]
+               ) -> Callable[[Subcommand], Subcommand]:
+    """Register ``fn(args) -> dict`` as subcommand ``name``; ``add_args`` declares its options."""
+
+    def wrap(fn: Subcommand) -> Subcommand:
+        if name in _SUBCOMMANDS:
+            raise ValueError(f"bench subcommand {name!r} is already registered")
+        _SUBCOMMANDS[name] = (fn, add_args)
+        return fn
+
+    return wrap
+
+
+def _machine() -> dict[str, Any]:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_HERE, capture_output=True,
+                             text=True, check=False).stdout.strip()
+    except OSError:
+        sha = ""
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "git_sha": sha,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _envs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="robosuite_lift", help="suite registry name")
+    p.add_argument("--task", type=int, default=0, help="task id every env runs")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts")
+    p.add_argument("--steps", type=int, default=100, help="vector steps timed per worker count")
+    p.add_argument("--camera-size", type=int, default=128)
+    p.add_argument("--no-render", action="store_true", help="time without camera rendering")
+
+
+@subcommand("envs", _envs_args)
+def bench_envs(args: argparse.Namespace) -> dict[str, Any]:
+    """Env steps/s (all envs together) of a VectorEnv with random actions, per worker count.
+
+    Start-up (process spawn, simulator build, reset and settle) is timed separately; steps/s
+    counts ``steps * workers`` single-env steps over the stepping time only.
+    """
+    from avbr.envs import EpisodeSpec, SuiteConfig, VectorEnv  # noqa: PLC0415
+
+    cfg = SuiteConfig(name=args.suite, camera_size=args.camera_size, render=not args.no_render,
+                      max_steps=10**6)
+    rng = np.random.default_rng(0)
+    results = []
+    for workers in args.workers:
+        t0 = time.perf_counter()
+        with VectorEnv(cfg, workers) as venv:
+            ids = list(range(workers))
+            out = venv.reset(ids, [EpisodeSpec(args.task, i, i) for i in ids])
+            assert all(e is None for e in out.error), out.error
+            t1 = time.perf_counter()
+            for _ in range(args.steps):
+                actions = rng.uniform(-0.3, 0.3, size=(workers, 7))
+                out = venv.step(ids, actions)
+                assert all(e is None for e in out.error), out.error
+            t2 = time.perf_counter()
+        rate = args.steps * workers / (t2 - t1)
+        results.append({"workers": workers, "steps_per_s": round(rate, 2),
+                        "startup_s": round(t1 - t0, 2), "timed_steps": args.steps * workers})
+        print(f"workers={workers}: {rate:.1f} env steps/s (start-up {t1 - t0:.1f} s)", flush=True)
+    base = results[0]["steps_per_s"]
+    for r in results:
+        r["speedup_vs_first"] = round(r["steps_per_s"] / base, 2)
+    return {"benchmark": "envs", "suite": args.suite, "task": args.task,
+            "camera_size": args.camera_size, "render": not args.no_render, "results": results,
+            "machine": _machine()}
+
+
+def _experts_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suites", nargs="+", default=["robosuite_lift"])
+    p.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids (default: all)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--render", action="store_true", help="render cameras (slower)")
+
+
+@subcommand("experts", _experts_args)
+def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
+    """Scripted-expert success per task with the evaluation protocol (settle, max steps)."""
+    from avbr.envs import SuiteConfig, list_tasks, run_expert_episodes  # noqa: PLC0415
+    from avbr.envs.experts import ExpertUnavailable  # noqa: PLC0415
+
+    suites: dict[str, Any] = {}
+    for suite in args.suites:
+        cfg = SuiteConfig(name=suite, render=args.render)
+        tasks = list_tasks(cfg)
+        ids = args.tasks if args.tasks else [t.task_id for t in tasks]
+        t0 = time.perf_counter()
+        records = run_expert_episodes(cfg, ids, args.episodes, args.workers)
+        per_task = []
+        for task in tasks:
+            recs = [r for r in records if r.task_id == task.task_id]
+            if not recs:
+                continue
+            unsupported = all(r.error and ExpertUnavailable.__name__ in r.error for r in recs)
+            errors = sorted({r.error.strip().splitlines()[-1] for r in recs if r.error})
+            successes = sum(r.success for r in recs)
+            per_task.append({"task_id": task.task_id, "name": task.name, "language": task.language,
+                             "episodes": len(recs), "successes": successes,
+                             "success_rate": round(successes / len(recs), 3),
+                             "mean_length": round(float(np.mean([r.length for r in recs])), 1),
+                             "supported": not unsupported, "errors": errors})
+            print(f"{suite} task {task.task_id} ({task.name}): {successes}/{len(recs)}"
+                  + (" [no expert]" if unsupported else ""), flush=True)
+        supported = [t for t in per_task if t["supported"]]
+        suites[suite] = {"tasks": per_task, "seconds": round(time.perf_counter() - t0, 1),
+                         "supported_tasks": len(supported),
+                         "mean_success_supported": round(float(np.mean(
+                             [t["success_rate"] for t in supported])), 3) if supported else None}
+    return {"benchmark": "experts", "episodes_per_task": args.episodes, "render": args.render,
+            "suites": suites, "machine": _machine()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, run the chosen subcommand, print and optionally write its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    subs = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, add_args) in sorted(_SUBCOMMANDS.items()):
+        sub = subs.add_parser(name, help=(fn.__doc__ or "").splitlines()[0])
+        sub.add_argument("--out", default=None, help="write the JSON result here")
+        add_args(sub)
+    args = parser.parse_args(argv)
+    result = _SUBCOMMANDS[args.command][0](args)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
