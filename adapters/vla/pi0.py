@@ -40,6 +40,7 @@ multiplies the raw embedding. Here the raw embedding matrix is looked up and sca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -86,8 +87,8 @@ class Pi0Config:
     Attributes:
         paligemma_variant: key of :data:`GEMMA_VARIANTS` for the VLM tower (``gemma_2b``).
         action_expert_variant: key of :data:`GEMMA_VARIANTS` for the action expert (``gemma_300m``).
-        vocab_size: language vocabulary (PaliGemma: 257152); *ours*: ``tiny`` configs take the
-            tokenizer's size.
+        vocab_size: language vocabulary (PaliGemma: 257152); ``None`` = ``len(tokenizer)`` (*ours*,
+            for tiny tokenizers).
         chunk_size: actions predicted per call (50).
         n_action_steps: actions of a chunk executed before re-planning (50).
         max_state_dim: states are zero-padded to this width (32).
@@ -108,7 +109,7 @@ class Pi0Config:
 
     paligemma_variant: str = "gemma_2b"
     action_expert_variant: str = "gemma_300m"
-    vocab_size: int = 257_152
+    vocab_size: int | None = 257_152
     chunk_size: int = 50
     n_action_steps: int = 50
     max_state_dim: int = 32
@@ -302,6 +303,8 @@ class Pi0Model(nn.Module):
 
     def __init__(self, cfg: Pi0Config) -> None:
         super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("Pi0Model needs a resolved vocab_size (Pi0Policy derives it from the tokenizer)")
         self.cfg = cfg
         vlm, exp = GEMMA_VARIANTS[cfg.paligemma_variant], GEMMA_VARIANTS[cfg.action_expert_variant]
         self.paligemma_with_expert = PaliGemmaWithExpert(vlm, exp, cfg.vocab_size)
@@ -455,11 +458,34 @@ class Pi0Policy(VLAPolicy):
     name = "pi0"
 
     def __init__(self, cfg: Pi0Config, tokenizer, state_norm: Normalizer, action_norm: Normalizer) -> None:
+        if cfg.vocab_size is None:
+            cfg = dataclasses.replace(cfg, vocab_size=len(tokenizer))
+        if cfg.vocab_size < len(tokenizer):
+            raise ValueError(f"vocab_size {cfg.vocab_size} < len(tokenizer) {len(tokenizer)}")
         super().__init__(cfg.frame_gap, cfg.n_action_steps)
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.state_norm, self.action_norm = state_norm, action_norm
         self.model = Pi0Model(cfg)
+
+    @property
+    def train_chunk(self) -> int:
+        """Actions per training sample."""
+        return self.cfg.chunk_size
+
+    lora_target_regex = r"paligemma_with_expert\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    """LoRA goes on every linear layer of both Gemma towers (openpi's LoRA variants do the same)."""
+
+    def new_modules(self) -> list[str]:
+        """Modules trained in full under LoRA (``modules_to_save``): the swapped encoder (unless
+        ``backbone.freeze``), its projector, and the state/action/time projections, which openpi's
+        LoRA fine-tuning also leaves trainable."""
+        heads = ["vision.projector", "state_proj", "action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out"]
+        return ([] if self.cfg.backbone.freeze else ["vision.backbone"]) + heads
+
+    def normalizers(self) -> dict[str, Normalizer]:
+        """The fitted normalisers, by name (saved with checkpoints)."""
+        return {"state": self.state_norm, "action": self.action_norm}
 
     def _inputs(self, prev: Tensor, curr: Tensor, state: Tensor, instructions: list[str]):
         dev = next(self.parameters()).device

@@ -91,7 +91,3 @@ class VLAPolicy(nn.Module):
     def predict_chunk(self, prev: Tensor, curr: Tensor, state: Tensor, instructions: list[str]) -> Tensor:
         """uint8 ``prev``/``curr`` ``[B, H, W, 3]``, state ``[B, S]`` -> actions ``[B, chunk, 7]``."""
         raise NotImplementedError
-
-    def device(self) -> torch.device:
-        """Device of the policy's parameters."""
-        return next(self.parameters()).device
