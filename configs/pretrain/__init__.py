@@ -1,0 +1,1 @@
+"""Hydra configs of ``python -m avbr.train`` (a package so that ``pkg://avbr.configs.pretrain`` resolves)."""
