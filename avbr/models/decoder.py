@@ -3,7 +3,10 @@
 From the fused patch grid of the encoder, predict ``img_{t+k}``:
 
 - ``log2(patch_size)`` upsampling levels, each doubling the resolution (14 -> 28 -> 56 -> 112 ->
-  224 for 16-px patches at 224), so the output has the input's size;
+  224 for 16-px patches at 224), so the output has the input's size. The last level (no CLS, "detail")
+  is a 3x3 convolution to ``3 x 2 x 2`` channels and a pixel shuffle rather than a full block: at
+  full resolution the convolutions and norms are memory-bound, and on an H200 a full last block
+  took about 30% of the pretraining step for 2% of its FLOPs;
 - the P-stream CLS of each stage modulates the first levels FiLM-style,
   ``x <- x * (1 + gamma(cls)) + beta(cls)`` per channel: level 1 gets the final CLS (abstract),
   level 2 the stage-2 CLS, level 3 the stage-1 CLS (concrete), level 4 none (seed 000's
@@ -111,9 +114,9 @@ class VideoDecoder(nn.Module):
         self.img_size = img_size
         self.use_skip, self.cls_schedule = _ABLATIONS[cfg.inputs]
         n_levels = int(math.log2(patch_size))
-        widths = [max(cfg.width >> i, cfg.min_width) for i in range(n_levels + 1)]
+        widths = [max(cfg.width >> i, cfg.min_width) for i in range(n_levels)]
         self.input_proj = nn.Conv2d(embed_dim, widths[0], 1)
-        self.levels = nn.ModuleList(_UpBlock(widths[i], widths[i + 1]) for i in range(n_levels))
+        self.levels = nn.ModuleList(_UpBlock(widths[i], widths[i + 1]) for i in range(n_levels - 1))
         # CLS injection on the first min(num_stages, n_levels - 1) levels; the last level gets none.
         self.n_film = min(num_stages, n_levels - 1) if self.cls_schedule else 0
         self.films = nn.ModuleList(FiLM(embed_dim, widths[i + 1]) for i in range(self.n_film))
@@ -123,7 +126,7 @@ class VideoDecoder(nn.Module):
             c_skip = widths[self.skip_level + 1]
             self.skip_stem = nn.Sequential(nn.Conv2d(3, c_skip, 3, padding=1), nn.GELU(), nn.Conv2d(c_skip, c_skip, 3, padding=1))
             self.skip_merge = nn.Conv2d(2 * c_skip, c_skip, 1)
-        self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
 
     def forward(
         self,
@@ -146,6 +149,7 @@ class VideoDecoder(nn.Module):
         b, n, d = patches.shape
         h, w = grid
         x = patches.transpose(1, 2).reshape(b, d, h, w)  # [B, N, D] -> [B, D, h, w]
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.input_proj(x)
         conds = self._conditions(stage_cls)
         for i, level in enumerate(self.levels):
@@ -157,7 +161,7 @@ class VideoDecoder(nn.Module):
                     raise ValueError(f"decoder inputs {self.cfg.inputs!r} need img_t for the skip connection")
                 skip = F.interpolate(img_t, size=x.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
                 x = self.skip_merge(torch.cat([x, self.skip_stem(skip)], dim=1))
-        out = torch.sigmoid(self.head(x))
+        out = torch.sigmoid(self.head(x))  # [B, 12, H/2, W/2] -> [B, 3, H, W]
         if out.shape[-1] != self.img_size:
             out = F.interpolate(out, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         return out
