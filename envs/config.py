@@ -60,7 +60,7 @@ class SuiteConfig:
     render: bool = True
     flip_images: bool = True
     num_settle_steps: int = 10
-    settle_action: tuple[float, ...] = SETTLE_ACTION
+    settle_action: list[float] = field(default_factory=lambda: list(SETTLE_ACTION))
     max_steps: int | None = None
     init_state_offset: int = 0
     control_freq: int = 20
@@ -70,7 +70,7 @@ class SuiteConfig:
     episode_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
-        self.settle_action = tuple(float(a) for a in self.settle_action)
+        self.settle_action = [float(a) for a in self.settle_action]
         if len(self.settle_action) != ACTION_DIM:
             raise ValueError(f"settle_action must have {ACTION_DIM} values, got {self.settle_action}")
         if self.camera_size < 8:
@@ -79,6 +79,25 @@ class SuiteConfig:
             raise ValueError("num_settle_steps and init_state_offset must be >= 0")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None (suite default), got {self.max_steps}")
+
+
+def suite_config_from(node: Any) -> SuiteConfig:
+    """Build a validated :class:`SuiteConfig` from a Hydra/OmegaConf node or a plain dict."""
+    from omegaconf import OmegaConf  # noqa: PLC0415
+
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    return SuiteConfig(**values)
+
+
+def register_suite_schema() -> None:
+    """Store :class:`SuiteConfig` in Hydra's ConfigStore as ``suite/suite_schema``.
+
+    Every ``configs/suite/*.yaml`` starts from this schema (``defaults: [suite_schema, _self_]``),
+    so a Hydra app that composes the ``suite`` group must call this before ``@hydra.main`` runs.
+    """
+    from hydra.core.config_store import ConfigStore  # noqa: PLC0415
+
+    ConfigStore.instance().store(group="suite", name="suite_schema", node=SuiteConfig)
 
 
 @dataclass(frozen=True)

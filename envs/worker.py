@@ -92,10 +92,21 @@ class EpisodeRunner:
                     steps.setdefault(key, []).append(value)
             self.raw, success = env.step(action)
             length += 1
-        data = {key: np.stack(values) for key, values in steps.items()} if record else None
+        data: dict[str, Any] | None = None
+        if record:
+            data = {key: np.stack(values) for key, values in steps.items()}
+            data["attrs"] = env.demo_attrs()
+            data["model_file"] = env.env.sim.model.get_xml()
         return EpisodeRecord(task_id=spec.task_id, init_index=spec.init_index, episode=spec.episode,
                              success=success, length=length, language=env.task.language,
                              init_digest=digest, data=data)
+
+
+def joint_positions(env: SimEnv) -> np.ndarray:
+    """Arm joint positions ``float64 [7]`` read from the simulator (robosuite 1.4 leaves
+    ``robot0_joint_pos`` out of some tasks' observations)."""
+    robot = env.env.robots[0]
+    return np.array(env.env.sim.data.qpos[robot._ref_joint_pos_indexes])
 
 
 def demo_step(env: SimEnv, raw: dict[str, np.ndarray], action: np.ndarray,
@@ -113,7 +124,7 @@ def demo_step(env: SimEnv, raw: dict[str, np.ndarray], action: np.ndarray,
                                         raw["robot0_eef_quat"]]),
         "ee_states": ee,
         "gripper_states": np.asarray(raw["robot0_gripper_qpos"]).copy(),
-        "joint_states": np.asarray(raw["robot0_joint_pos"]).copy(),
+        "joint_states": joint_positions(env),
     }
     if render:
         out["agentview_rgb"] = np.asarray(raw["agentview_image"]).copy()
