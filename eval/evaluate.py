@@ -1,0 +1,315 @@
+"""Library side of ``eval/libero.py``: demos -> frozen features -> policy head -> rollouts -> results.
+
+:class:`EvalConfig` is the Hydra schema of ``configs/libero.yaml``; :func:`evaluate` runs one
+evaluation into an output folder and is resumable: per-episode results go to ``episodes.jsonl``
+as episodes finish and each seed's trained head is saved, so running the same command again after
+a crash trains nothing, skips finished episodes and ends with the same ``results.json``.
+
+Output folder::
+
+    config.yaml            resolved config              results.json / results.csv / summary.md
+    episodes.jsonl         per-episode log (resume)     timing.json (throughput, time by stage)
+    policy/seed<s>.*       trained head + selection     videos/task<i>_ep<j>_seed<s>_<outcome>.mp4
+    run_fingerprint.json   guards resuming into a different run
+    rollout_features/      (save_rollout_features) features of every planning step per episode
+    wandb/                 offline W&B run
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
+from avbr.envs.config import suite_config_from
+from avbr.eval.policies import PolicyConfig, TrainedPolicy, train_policy
+from avbr.eval.policy_data import DemoConfig, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.records import git_state, versions
+from avbr.eval.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
+                               validate_results, write_csv)
+from avbr.eval.rollout import EncoderPolicy
+from avbr.eval.videos import video_name, write_video
+
+
+@dataclass
+class WandbConfig:
+    """W&B logging.
+
+    Attributes:
+        mode: ``offline`` (default: logs under ``<out>/wandb``, sync later with ``wandb sync``),
+            ``online`` or ``disabled`` (tests).
+        project: W&B project name.
+    """
+
+    mode: str = "offline"
+    project: str = "avbr-eval"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"wandb.mode must be offline, online or disabled, got {self.mode!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Schema of ``configs/libero.yaml`` (the ``eval/libero.py`` app).
+
+    Attributes:
+        encoder: the ``encoder`` config group (schema ``avbr.adapters.EncoderConfig``).
+        suite: the ``suite`` config group (schema ``avbr.envs.SuiteConfig``).
+        policy: the ``policy`` config group (schema :class:`avbr.eval.policies.PolicyConfig`).
+        demos: where the demonstrations are and the feature cache.
+        readout: ``avbr.eval.features.READOUTS`` name turning encoder ``Features`` into the
+            policy input (``cls``, ``mean``, ``A``-``D``; token readouts are flattened).
+        cameras: cameras encoded and concatenated (``agentview``, ``wrist``).
+        gap: ``k`` of the ``(o_{t-k}, o_t)`` frame pair (demos and rollouts alike).
+        tasks: task ids to evaluate (``None`` = every task of the suite).
+        episodes_per_task: episodes per task and seed; episode ``j`` starts from init state
+            ``suite.init_state_offset + j`` (LIBERO protocol: 50, one per init state).
+        seeds: evaluation seeds; each seeds its own policy head (split, init, batch order) and
+            rolls out the same init states.
+        encoder_seed: torch seed set before building the encoder (random-init controls).
+        workers: parallel simulator processes.
+        videos_per_task: MP4s of the first this-many episodes of each task and seed.
+        save_rollout_features: keep the features of every planning step of every episode in
+            ``rollout_features/`` (for later probing).
+        encode_batch_size: frames per encoder forward.
+        torch_threads: ``torch.set_num_threads`` in the main process (``None`` = torch default).
+        out_dir: output folder (Hydra's run dir); re-running with the same folder resumes.
+        wandb: W&B settings.
+    """
+
+    encoder: Any = None
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    readout: str = "cls"
+    cameras: list[str] = field(default_factory=lambda: ["agentview"])
+    gap: int = 1
+    tasks: list[int] | None = None
+    episodes_per_task: int = 50
+    seeds: list[int] = field(default_factory=lambda: [0])
+    encoder_seed: int = 0
+    workers: int = 2
+    videos_per_task: int = 2
+    save_rollout_features: bool = False
+    encode_batch_size: int = 64
+    torch_threads: int | None = None
+    out_dir: str = "outputs/eval/${suite.name}/${hydra:runtime.choices.encoder}-${policy.name}"
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+#: Settings that may change between a run and its resumption (they do not change any number).
+_RESUME_FREE = ("workers", "out_dir", "wandb", "torch_threads", "encode_batch_size", "episodes_per_task",
+                "seeds", "videos_per_task", "save_rollout_features")
+
+
+class ResumeMismatchError(RuntimeError):
+    """The output folder holds a run with a different configuration."""
+
+
+def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in config.items() if k not in _RESUME_FREE}
+    kept["demos"] = {k: v for k, v in kept.get("demos", {}).items() if k != "cache_dir"}
+    kept["encoder"] = {k: v for k, v in (kept.get("encoder") or {}).items() if k != "device"}
+    return kept
+
+
+def _check_resume(out: Path, config: dict[str, Any]) -> None:
+    path = out / "run_fingerprint.json"
+    current = _fingerprint(config)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != current:
+            diff = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
+            raise ResumeMismatchError(
+                f"{out} holds an evaluation with a different config (differs in: {', '.join(diff)}). "
+                f"Resume with the same settings, or choose a new folder with out_dir=...")
+    else:
+        path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+
+
+def _build_encoder(encoder_cfg: dict[str, Any], seed: int) -> Any:
+    from avbr.adapters import EncoderConfig, build_encoder  # noqa: PLC0415 - heavy
+
+    torch.manual_seed(seed)
+    return build_encoder(EncoderConfig(**encoder_cfg))
+
+
+class _Wandb:
+    """A thin W&B run (no-op when disabled)."""
+
+    def __init__(self, cfg: WandbConfig, out: Path, config: dict[str, Any], name: str) -> None:
+        self.run = None
+        if cfg.mode != "disabled":
+            import wandb  # noqa: PLC0415
+
+            self.run = wandb.init(project=cfg.project, mode=cfg.mode, dir=str(out), config=config, name=name,
+                                  reinit=True)
+
+    def log(self, data: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log(data)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(summary)
+            self.run.finish()
+
+
+def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) one evaluation; returns the validated ``results.json`` dict.
+
+    Args:
+        cfg: an :class:`EvalConfig`-shaped OmegaConf node (or dataclass).
+        out_dir: output folder.
+    """
+    config = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
+                                    resolve=True)
+    suite = suite_config_from(config["suite"])
+    policy_cfg = PolicyConfig(**config["policy"])
+    demo_cfg = DemoConfig(**config["demos"])
+    spec = FeatureSpec(readout=config["readout"], cameras=tuple(config["cameras"]), gap=config["gap"])
+    wandb_cfg = WandbConfig(**config["wandb"])
+    if config["torch_threads"]:
+        torch.set_num_threads(config["torch_threads"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, config)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    timing: dict[str, Any] = {}
+
+    all_tasks = {t.task_id: t for t in list_tasks(suite)}
+    task_ids = sorted(all_tasks) if config["tasks"] is None else list(config["tasks"])
+    unknown = [t for t in task_ids if t not in all_tasks]
+    if unknown:
+        raise KeyError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}")
+    tasks = [all_tasks[t] for t in task_ids]
+    files = find_demo_files(demo_cfg, suite.name, tasks)  # fails early, before any heavy work
+
+    encoder_name = config["encoder"]["name"]
+    run_name = f"{suite.name}-{encoder_name}-{policy_cfg.name}"
+    wb = _Wandb(wandb_cfg, out, config, run_name)
+    t0 = time.perf_counter()
+    encoder = _build_encoder(config["encoder"], config["encoder_seed"])
+    demos, demo_info = load_demos(demo_cfg, files, task_ids, encoder, config["encoder"], spec,
+                                  suite.camera_size, config["encode_batch_size"])
+    timing["demo_features_s"] = round(time.perf_counter() - t0, 2)
+    print(f"[eval] {len(demos)} demos of {len(tasks)} task(s) encoded ({demo_info['cache_hits']} file(s) from "
+          f"cache), feature dim {demos[0].features.shape[1]}", flush=True)
+
+    log = EpisodeLog(out / "episodes.jsonl")
+    selection: dict[str, Any] = {}
+    rollout_s, env_s, episodes_run = 0.0, 0.0, 0
+    timers: dict[str, Any] = {}
+    for seed in config["seeds"]:
+        head_path = out / "policy" / f"seed{seed}"
+        if head_path.with_suffix(".json").exists():
+            head, meta = TrainedPolicy.load(head_path)
+        else:
+            t1 = time.perf_counter()
+            head, meta = train_policy(policy_cfg, demos, len(task_ids), seed,
+                                      log=lambda row, s=seed: wb.log({f"train/seed{s}/{k}": v for k, v in row.items()}))
+            head_path.parent.mkdir(parents=True, exist_ok=True)
+            head.save(head_path, meta)
+            timing[f"train_seed{seed}_s"] = round(time.perf_counter() - t1, 2)
+        selection[str(seed)] = meta
+        print(f"[eval] seed {seed}: head selected at epoch {meta['epoch']} ({meta['criterion']}, "
+              f"val L1 {meta['val_loss']})", flush=True)
+
+        specs = [s for s in episode_specs(task_ids, config["episodes_per_task"], suite.init_state_offset,
+                                          min((t.num_init_states for t in tasks if t.num_init_states), default=None))
+                 if (seed, s.task_id, s.episode) not in log]
+        if not specs:
+            continue
+        policy = EncoderPolicy(encoder, head, spec, task_ids, policy_cfg.n_action_steps,
+                               record_features=config["save_rollout_features"],
+                               batch_size=config["encode_batch_size"])
+        venv = TrackingVectorEnv(suite, max(1, min(config["workers"], len(specs))))
+
+        def on_episode(record: EpisodeRecord, s: int = seed) -> None:
+            video = None
+            if record.frames is not None and record.episode < config["videos_per_task"]:
+                video = video_name(record.task_id, record.episode, s, record.success)
+                write_video(record.frames, out / "videos" / video, suite.control_freq)
+            record.frames = None
+            if config["save_rollout_features"]:
+                env_id = venv.env_running(record.task_id, record.episode)
+                feats = policy.pop_features(env_id)
+                path = out / "rollout_features" / f"task{record.task_id:02d}_ep{record.episode:03d}_seed{s}.npz"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(path, **feats, success=record.success)
+            log.append(EpisodeResult(seed=s, task_id=record.task_id, episode=record.episode,
+                                     init_index=record.init_index, success=record.success, length=record.length,
+                                     error=record.error, init_digest=record.init_digest, video=video))
+            done = [e for e in log.results() if e.seed == s]
+            wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
+            print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: "
+                  f"{'success' if record.success else 'failure'} in {record.length} steps"
+                  + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""), flush=True)
+
+        t2 = time.perf_counter()
+        try:
+            run_episodes(suite, policy, episodes=specs, venv=venv, on_episode=on_episode,
+                         record_frames=any(s.episode < config["videos_per_task"] for s in specs))
+        finally:
+            venv.close()
+        episodes_run += len(specs)
+        env_s += venv.busy_s
+        rollout_s += time.perf_counter() - t2
+        timers[str(seed)] = policy.timers.as_dict()
+
+    planned = {(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])}
+    episodes = [e for e in log.results() if e.key in planned]
+    results = build_results(episodes, suite=suite.name, encoder=encoder_name, policy=policy_cfg.name,
+                            tasks={t.task_id: t.language for t in tasks}, seeds=config["seeds"],
+                            config=config, versions=versions(), git=git_state(), selection=selection)
+    validate_results(results)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_csv(results, out / "results.csv")
+    (out / "summary.md").write_text(summary_markdown(results))
+    timing.update({"episodes_run": episodes_run, "rollout_s": round(rollout_s, 2),
+                   "episodes_per_hour": round(3600 * episodes_run / rollout_s, 1) if rollout_s else None,
+                   "env_s": round(env_s, 2), "by_seed": timers, "demos": demo_info})
+    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    total = results["suite_success"]
+    wb.finish({"success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
+               "ci95_high": total["ci95_high"], "episodes": total["episodes"]})
+    print(summary_markdown(results), flush=True)
+    return results
+
+
+class TrackingVectorEnv(VectorEnv):
+    """A :class:`VectorEnv` that remembers which episode each env runs and times env calls.
+
+    ``busy_s`` is the wall time spent in ``reset``/``step`` (simulation, rendering and the
+    inter-process round trip, as seen from the main process).
+    """
+
+    def __init__(self, cfg: SuiteConfig, num_envs: int) -> None:
+        super().__init__(cfg, num_envs)
+        self.running: dict[int, EpisodeSpec] = {}
+        self.busy_s = 0.0
+
+    def env_running(self, task_id: int, episode: int) -> int:
+        """The env id whose current episode is ``(task_id, episode)``."""
+        return next(i for i, s in self.running.items() if (s.task_id, s.episode) == (task_id, episode))
+
+    def reset(self, env_ids: Any, specs: Any) -> Any:
+        self.running.update(zip(env_ids, specs))
+        t0 = time.perf_counter()
+        out = super().reset(env_ids, specs)
+        self.busy_s += time.perf_counter() - t0
+        return out
+
+    def step(self, env_ids: Any, actions: np.ndarray) -> Any:
+        t0 = time.perf_counter()
+        out = super().step(env_ids, actions)
+        self.busy_s += time.perf_counter() - t0
+        return out

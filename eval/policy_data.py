@@ -1,0 +1,228 @@
+"""Demonstrations for policy heads: find the demo files of a suite, encode them, cache the features.
+
+Demo files are LIBERO-layout hdf5 (:mod:`avbr.envs.demos`): the official LIBERO datasets
+(``<dir>/<suite>/<task name>_demo.hdf5``) or ``python -m avbr.envs.make_demos`` output, which
+uses the same names. A task's file is matched by the ``problem_info`` language instruction,
+so renamed files still work.
+
+Each demo step ``t`` becomes one training sample: the frozen features of the pair
+``(o_{t-k}, o_t)`` (``o_{max(t-k, 0)}`` near the start, the same rule the rollout policy uses),
+the 8-D proprio ``[ee_states (6), gripper_states (2)]`` (the layout of
+:func:`avbr.envs.observations.proprio_state`) and the action.
+
+Encoding is the heavy part, so features are cached on disk (``.npz`` per demo file). The cache
+key covers the encoder weights (sha256 of the state dict), its input contract, the encoder
+config, the readout, cameras, gap ``k`` and the demo file's bytes: a changed input never reuses
+stale features.
+
+Letters: ``T`` demo steps, ``D`` feature width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from avbr.envs.config import TaskInfo
+from avbr.envs.demos import demo_keys, read_demo
+from avbr.eval.features import encode_readouts
+from avbr.eval.policies import DemoArrays
+
+#: The camera names of rollout observations and the matching demo-file keys.
+CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
+
+
+class DemosNotFoundError(FileNotFoundError):
+    """Demo files for some evaluated tasks are missing; the message says how to get them."""
+
+
+@dataclass
+class DemoConfig:
+    """Schema of the ``demos`` node of ``configs/libero.yaml``.
+
+    Attributes:
+        dir: folder holding ``<suite>/<task>_demo.hdf5`` (official LIBERO datasets or
+            ``make_demos`` output with ``out=<dir>``).
+        max_per_task: use at most this many demos per task (``None`` = all), in file order.
+        cache_dir: feature cache folder (``None`` disables the cache).
+    """
+
+    dir: str = "data/demos"
+    max_per_task: int | None = None
+    cache_dir: str | None = "~/.cache/avbr/eval_features"
+
+    def __post_init__(self) -> None:
+        if self.max_per_task is not None and self.max_per_task < 1:
+            raise ValueError(f"demos.max_per_task must be >= 1 or null, got {self.max_per_task}")
+
+
+def _language(path: Path) -> str:
+    with h5py.File(path, "r") as f:
+        info = f["data"].attrs.get("problem_info")
+    return json.loads(info)["language_instruction"].strip().lower() if info is not None else ""
+
+
+def find_demo_files(cfg: DemoConfig, suite: str, tasks: Sequence[TaskInfo]) -> dict[int, Path]:
+    """Map each task id to its demo file under ``<cfg.dir>/<suite>/``.
+
+    Raises:
+        DemosNotFoundError: naming the missing tasks, with the commands that download the
+            official LIBERO demos or generate scripted ones.
+    """
+    folder = Path(cfg.dir).expanduser() / suite
+    by_language: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.hdf5")) if folder.is_dir() else []:
+        by_language.setdefault(_language(path), path)
+    found = {t.task_id: by_language[t.language.strip().lower()] for t in tasks
+             if t.language.strip().lower() in by_language}
+    missing = [t for t in tasks if t.task_id not in found]
+    if missing:
+        ids = ",".join(str(t.task_id) for t in missing)
+        official = (f"  - the official LIBERO demos (with network): `python benchmark_scripts/download_libero_datasets.py "
+                    f"--datasets {suite}` in a LIBERO checkout, then move the folder {suite}/ into {Path(cfg.dir).expanduser()}\n"
+                    if suite.startswith("libero_") else "")
+        raise DemosNotFoundError(
+            f"no demo file for {len(missing)} task(s) of {suite} in {folder} (task ids {ids}: "
+            f"{'; '.join(t.language for t in missing[:3])}{' ...' if len(missing) > 3 else ''}).\nGet them with:\n"
+            f"{official}"
+            f"  - scripted demos: `python -m avbr.envs.make_demos suite={suite} n_per_task=50 workers=2 "
+            f"out={Path(cfg.dir).expanduser()} 'tasks=[{ids}]'`\n"
+            f"or point `demos.dir=` at the folder that holds {suite}/.")
+    return found
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pair_indices(length: int, gap: int) -> np.ndarray:
+    """Index of the previous frame for each step: ``max(t - gap, 0)``, ``int [T]``."""
+    return np.maximum(np.arange(length) - gap, 0)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the frozen features are made of (shared by demo encoding and rollouts).
+
+    Attributes:
+        readout: name in :data:`avbr.eval.features.READOUTS` giving ``[B, D]`` (or tokens,
+            flattened to ``[B, N*D]``).
+        cameras: camera names (:data:`CAMERA_KEYS`), features concatenated in this order.
+        gap: ``k`` of the ``(o_{t-k}, o_t)`` pair.
+    """
+
+    readout: str = "cls"
+    cameras: tuple[str, ...] = ("agentview",)
+    gap: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.cameras if c not in CAMERA_KEYS]
+        if unknown or not self.cameras:
+            raise ValueError(f"cameras must be a non-empty subset of {sorted(CAMERA_KEYS)}, got {list(self.cameras)}")
+        if self.gap < 1:
+            raise ValueError(f"gap k must be >= 1, got {self.gap}")
+
+
+def encode_frames(encoder: Any, spec: FeatureSpec, prev: dict[str, np.ndarray], curr: dict[str, np.ndarray],
+                  batch_size: int = 64) -> np.ndarray:
+    """Features of frame pairs for every camera of ``spec``, concatenated: ``float32 [B, D]``.
+
+    Args:
+        encoder: an ``avbr.adapters.EncoderAdapter``.
+        prev, curr: ``{camera: uint8 [B, H, W, 3]}`` upright frames.
+    """
+    parts = []
+    for camera in spec.cameras:
+        out = encode_readouts(encoder, prev[camera], curr[camera], [spec.readout], batch_size)[spec.readout]
+        parts.append(out.reshape(len(out), -1))  # token readouts -> [B, N*D]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _cache_key(encoder: Any, encoder_cfg: dict[str, Any], spec: FeatureSpec, file_digest: str) -> str:
+    blob = json.dumps({"weights": encoder.weights_hash(), "contract": encoder.contract.describe(),
+                       "encoder": encoder_cfg, "features": asdict(spec), "file": file_digest,
+                       "version": 1}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int], encoder: Any,
+               encoder_cfg: dict[str, Any], spec: FeatureSpec, camera_size: int,
+               batch_size: int = 64) -> tuple[list[DemoArrays], dict[str, Any]]:
+    """Encode every demo of ``files`` (through the cache) into training arrays.
+
+    Args:
+        cfg: demo settings.
+        files: ``task_id -> demo file``.
+        task_order: task ids in one-hot order (``DemoArrays.task_index`` = position here).
+        encoder: the frozen ``EncoderAdapter``.
+        encoder_cfg: the encoder config (part of the cache key).
+        spec: readout, cameras, gap.
+        camera_size: the rollout image size; demo images must match it.
+        batch_size: frames per encoder forward.
+
+    Returns:
+        ``(demos, info)``: one :class:`DemoArrays` per demo; ``info`` counts demos, steps and
+        cache hits per task.
+    """
+    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    demos: list[DemoArrays] = []
+    info: dict[str, Any] = {"tasks": {}, "cache_hits": 0, "encoded_files": 0}
+    for task_id in task_order:
+        path = files[task_id]
+        keys = demo_keys(path)[: cfg.max_per_task]
+        key = _cache_key(encoder, encoder_cfg, spec, _file_digest(path))
+        cached = cache / f"{path.stem}-{key}.npz" if cache else None
+        if cached is not None and cached.exists():
+            with np.load(cached) as z:
+                arrays = {k: z[k] for k in z.files}
+            info["cache_hits"] += 1
+        else:
+            arrays = _encode_file(path, demo_keys(path), encoder, spec, camera_size, batch_size)
+            info["encoded_files"] += 1
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp.npz")
+                np.savez(tmp, **arrays)
+                tmp.replace(cached)
+        ends = np.cumsum(arrays["lengths"])
+        for i in range(len(keys)):
+            lo, hi = (ends[i - 1] if i else 0), ends[i]
+            demos.append(DemoArrays(task_index=task_order.index(task_id), features=arrays["features"][lo:hi],
+                                    state=arrays["state"][lo:hi], actions=arrays["actions"][lo:hi]))
+        info["tasks"][str(task_id)] = {"file": str(path), "demos": len(keys),
+                                      "steps": int(ends[len(keys) - 1]) if keys else 0}
+    return demos, info
+
+
+def _encode_file(path: Path, keys: Sequence[str], encoder: Any, spec: FeatureSpec, camera_size: int,
+                 batch_size: int) -> dict[str, np.ndarray]:
+    """All demos of one file: ``features [sum T, D]``, ``state [sum T, 8]``, ``actions [sum T, 7]``,
+    ``lengths [num demos]``."""
+    feats, states, actions, lengths = [], [], [], []
+    for key in keys:
+        demo = read_demo(path, key, upright=True)
+        frames = {c: demo["obs"][CAMERA_KEYS[c]] for c in spec.cameras}
+        for camera, video in frames.items():
+            if video.shape[1:] != (camera_size, camera_size, 3):
+                raise ValueError(f"{path}:{key} {camera} frames are {video.shape[1:]}, but rollouts render "
+                                 f"{camera_size}x{camera_size}; set suite.camera_size={video.shape[1]} or "
+                                 f"regenerate the demos with that camera size")
+        prev_idx = pair_indices(len(demo["actions"]), spec.gap)
+        feats.append(encode_frames(encoder, spec, {c: v[prev_idx] for c, v in frames.items()}, frames, batch_size))
+        states.append(np.concatenate([demo["obs"]["ee_states"], demo["obs"]["gripper_states"]], axis=1)
+                      .astype(np.float32))
+        actions.append(demo["actions"].astype(np.float32))
+        lengths.append(len(demo["actions"]))
+    return {"features": np.concatenate(feats), "state": np.concatenate(states),
+            "actions": np.concatenate(actions), "lengths": np.asarray(lengths)}

@@ -1,0 +1,78 @@
+"""Wilson intervals, the resumable episode log and results.json schema validation."""
+
+import copy
+import json
+
+import pytest
+
+from avbr.eval.results import (SCHEMA_VERSION, EpisodeLog, EpisodeResult, ResultsSchemaError, build_results,
+                               load_results, summary_markdown, validate_results, wilson_interval, write_csv)
+
+
+def test_wilson_known_values():
+    # Reference values: Wilson score interval, z = 1.96 (e.g. statsmodels proportion_confint(method="wilson")).
+    low, high = wilson_interval(31, 50)
+    assert low == pytest.approx(0.4815, abs=1e-4) and high == pytest.approx(0.7414, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(5, 3)
+
+
+def _episodes():
+    return [EpisodeResult(seed=s, task_id=t, episode=j, init_index=j, success=(j + t + s) % 2 == 0, length=10 + j)
+            for s in (0, 1) for t in (0, 1) for j in range(3)]
+
+
+def _results(episodes=None):
+    return build_results(episodes or _episodes(), suite="robosuite_lift", encoder="tiny", policy="bc_mlp",
+                         tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={"gap": 1}, versions={"torch": "x"},
+                         git={"commit": "abc", "dirty": False},
+                         selection={"0": {"epoch": 3, "val_loss": 0.1, "criterion": "min held-out demo L1"}})
+
+
+def test_build_and_validate_results(tmp_path):
+    res = _results()
+    validate_results(res)
+    assert res["schema_version"] == SCHEMA_VERSION
+    assert res["suite_success"]["episodes"] == 12 and res["suite_success"]["successes"] == 6
+    assert [t["episodes"] for t in res["per_task"]] == [6, 6]
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    assert load_results(tmp_path)["suite"] == "robosuite_lift"
+    assert "| ALL |" in summary_markdown(res)
+    write_csv(res, tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text().count("\n") == 4  # header, 2 tasks, ALL
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("git"), "missing field 'git'"),
+    (lambda r: r["suite_success"].update(successes=7), "success_rate"),
+    (lambda r: r["per_task"][0].update(ci95_low=0.0), "Wilson"),
+    (lambda r: r["episodes"][0].update(success=not r["episodes"][0]["success"]), "counts"),
+    (lambda r: r["episodes"][0].update(length="10"), "expected int"),
+    (lambda r: r.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
+])
+def test_validation_rejects_bad_results(mutate, message):
+    res = copy.deepcopy(_results())
+    mutate(res)
+    with pytest.raises(ResultsSchemaError, match=message):
+        validate_results(res)
+
+
+def test_episode_log_resume_skips_torn_line(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    log = EpisodeLog(path)
+    eps = _episodes()
+    for e in eps[:3]:
+        log.append(e)
+    with open(path, "ab") as f:
+        f.write(b'{"seed": 0, "task_id"')  # killed mid-write
+    again = EpisodeLog(path)
+    assert len(again) == 3 and eps[0].key in again and eps[3].key not in again
+    again.append(eps[3])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line) for line in lines)
+    with pytest.raises(ValueError, match="already logged"):
+        again.append(eps[0])
+    assert EpisodeLog(path).results() == sorted(eps[:4], key=lambda e: e.key)
