@@ -18,7 +18,7 @@ The config schema is :class:`ActionProbeConfig` (Hydra app ``eval/bridge_probe.p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from avbr.eval.action_data import load_pairs
 from avbr.eval.features import encode_readouts, load_feature_file, save_feature_file
 from avbr.eval.probing import ProbeSettings, evaluate_probe, regression_metrics
 
-__all__ = ["DataConfig", "SplitConfig", "ActionProbeConfig", "build_adapter", "compute_features",
+__all__ = ["DataConfig", "SplitConfig", "EncoderSpec", "ActionProbeConfig", "build_adapter", "compute_features",
            "run_action_probe", "action_report"]
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,22 @@ class SplitConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
-def _default_encoder() -> dict[str, Any]:
-    return {"name": "dinov2_hf", "source": None, "arch": "small", "frames": "both", "device": "cpu"}
+@dataclass
+class EncoderSpec:
+    """The ``encoder`` node: the fields of ``avbr.adapters.EncoderConfig`` (which validates them and
+    documents each), with defaults for probing: random-init DINOv2-S on both frames, on CPU.
+
+    ``frames`` is a plain str here (OmegaConf has no ``Literal``): ``curr`` or ``both``.
+    """
+
+    name: str = "dinov2_hf"
+    source: str | None = None
+    arch: str = "small"
+    img_size: int | None = None
+    frames: str = "both"
+    autocast_bf16: bool = False
+    device: str = "cpu"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,7 +118,7 @@ class ActionProbeConfig:
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    encoder: dict[str, Any] = field(default_factory=_default_encoder)
+    encoder: EncoderSpec = field(default_factory=EncoderSpec)
     features: str | None = None
     save_features: str | None = None
     inputs: list[str] = field(default_factory=lambda: ["pair", "single"])
@@ -125,11 +139,11 @@ class ActionProbeConfig:
             raise ValueError("set data.root (a Bridge V2 raw tree or a folder of LIBERO hdf5) or features=<file.npz>")
 
 
-def build_adapter(encoder: dict[str, Any]):
-    """``avbr.adapters.build_encoder`` from the ``encoder`` config dict."""
+def build_adapter(encoder: EncoderSpec):
+    """``avbr.adapters.build_encoder`` from the ``encoder`` config node."""
     from avbr.adapters import EncoderConfig, build_encoder  # noqa: PLC0415 - imports every encoder family
 
-    return build_encoder(EncoderConfig(**dict(encoder)))
+    return build_encoder(EncoderConfig(**{**asdict(encoder), "model_kwargs": dict(encoder.model_kwargs)}))
 
 
 def compute_features(cfg: ActionProbeConfig) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = typed.output_dir or HydraConfig.get().runtime.output_dir
     log.info("git %s; config:\n%s", git_state(), OmegaConf.to_yaml(cfg))
     results = run_action_probe(typed)
-    title = os.path.basename(typed.features) if typed.features else f"{typed.encoder['name']} on {typed.data.source}"
+    title = os.path.basename(typed.features) if typed.features else f"{typed.encoder.name} on {typed.data.source}"
     path = write_record(out_dir, "bridge_probe", OmegaConf.to_container(cfg, resolve=True), results,
                         action_report(results, title), OmegaConf.to_yaml(cfg, resolve=True))
     log.info("wrote %s", path)
