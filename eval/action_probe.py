@@ -107,7 +107,7 @@ class ActionProbeConfig:
             data is read and no encoder is built.
         save_features: write the computed features to this ``.npz`` (reuse them with ``features``).
         inputs: which inputs to probe: ``pair`` (inverse dynamics) and/or ``single``.
-        readout: feature readout (``avbr.eval.features.READOUTS``), ``cls`` by default.
+        readout: feature readout (``avbr.adapters.readouts``: cls, mean, agg_a ...), ``cls`` by default.
         probes: probe registry names (``ridge``, ``mlp``).
         probe: hyper-parameter grids (selected on val).
         split: trajectory split and seeds.

@@ -1,16 +1,12 @@
-"""Frozen features of frame pairs: batched encoding, readouts, and the precomputed-feature file.
+"""Frozen features of frame pairs: batched encoding through readouts, and the precomputed-feature file.
 
-Readouts (registry ``READOUTS``) turn a batch of ``avbr.adapters.Features`` into one array:
-
-- ``cls``: ``[B, D]`` the encoder's global embedding;
-- ``mean``: ``[B, D]`` mean of the patch tokens;
-- ``A`` (avg + late), ``B`` (avg + early), ``C`` (pixel-wise), ``D`` (all patches + late): seed
-  002's aggregation ablation through ``avbr.models.fusion.build_aggregation``, for encoders with
-  an M and a P stream. ``C`` needs pixel-wise fused patches (``Features.pixelwise_fused``). Token
-  readouts (``C``, ``D``) are flattened to ``[B, T*D]`` for the linear/MLP probes. ``B``'s
-  ``Linear(4D -> D)`` is the aggregation module's own layer, initialised with a fixed seed and
-  frozen (a trained one would come with the encoder's checkpoint);
-- ``patches``: ``[B, N, D]`` tokens, for dense probes (flow).
+Readouts are those of ``avbr.adapters.readouts`` (``cls``, ``mean``, ``pixelwise``, ``agg_a`` ..
+``agg_d``: seed 002's aggregation ablation (A) avg + late, (B) avg + early, (C) pixel-wise,
+(D) all patches + late). Token readouts (``[B, T, D]``) are flattened to ``[B, T*D]`` for the
+linear/MLP probes. The learned layers of ``agg_b`` (and of ``agg_c`` on encoders without their own
+pixel-wise fusion) are initialised with a fixed seed and frozen: the probes measure what a fixed
+readout of the frozen encoder exposes. The extra name ``tokens`` returns the raw patch tokens
+``[B, N, D]`` (dense probes such as optical flow).
 
 The precomputed-feature file (``features=path.npz`` in the probe apps) is an ``.npz`` with
 ``pair [M, F]`` (features of ``(o_t, o_{t+k})``), optionally ``single [M, F']`` (features of
@@ -22,56 +18,30 @@ Letters: ``B`` batch, ``M`` samples, ``N`` patch tokens, ``D`` width, ``F`` feat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from avbr.models.fusion import build_aggregation
-from avbr.models.output import EncoderOutput
-from avbr.registry import Registry
-
-__all__ = ["READOUTS", "readout_names", "readout_applies", "encode_readouts", "save_feature_file", "load_feature_file", "FEATURE_KEYS"]
+__all__ = ["TOKENS", "encode_readouts", "readout_applies", "save_feature_file", "load_feature_file", "FEATURE_KEYS"]
 
 FEATURE_KEYS = ("pair", "single", "action", "episode", "task")
-
-ReadoutFn = Callable[["Features"], torch.Tensor]  # noqa: F821 - avbr.adapters.Features
-READOUTS: Registry[ReadoutFn] = Registry("readout")
-_AGG_CACHE: dict[tuple[str, int], torch.nn.Module] = {}
+TOKENS = "tokens"
 
 
-def _aggregate(name: str, f) -> torch.Tensor:
-    if set(f.stream_cls) != {"m", "p"}:
-        raise ValueError(
-            f"readout {name!r} (seed 002's aggregation {name}) needs an encoder with M and P streams; "
-            f"this one has streams {sorted(f.stream_cls) or 'none'}. Use the 'cls' or 'mean' readout."
-        )
-    if name == "C" and not f.pixelwise_fused:
-        raise ValueError("readout 'C' (pixel-wise) needs pixel-wise fused patches; this encoder has none")
-    dim = f.stream_cls["m"].shape[-1]
-    if (name, dim) not in _AGG_CACHE:
-        torch.manual_seed(0)  # fixed init of B's projection, identical for every run
-        _AGG_CACHE[(name, dim)] = build_aggregation(name, dim).eval()
-    out = EncoderOutput(cls=f.cls, patches=f.patches, grid=f.grid, stream_cls=f.stream_cls, stream_patches=f.stream_patches)
-    with torch.no_grad():
-        return _AGG_CACHE[(name, dim)].to(f.cls.device)(out)
+def _build(name: str, example):
+    from avbr.adapters.readouts import build_readout  # noqa: PLC0415 - imports every encoder family
+
+    torch.manual_seed(0)  # fixed init of learned readout layers (agg_b, agg_c), identical in every run
+    return build_readout(name, example).to(example.cls.device).eval()
 
 
-READOUTS.register("cls")(lambda f: f.cls)
-READOUTS.register("mean")(lambda f: f.patches.mean(dim=1))
-READOUTS.register("patches")(lambda f: f.patches)
-for _name in "ABCD":
-    READOUTS.register(_name)(lambda f, _n=_name: _aggregate(_n, f))
-
-
-def readout_names() -> list[str]:
-    return READOUTS.names()
-
-
-def readout_applies(name: str, f) -> str | None:
-    """None when readout ``name`` applies to features ``f`` (a small batch), else the reason it does not."""
+def readout_applies(name: str, example) -> str | None:
+    """None when readout ``name`` can read features like ``example``, else the reason it cannot."""
+    if name == TOKENS:
+        return None
     try:
-        READOUTS.get(name)(f)
+        _build(name, example)
     except ValueError as e:
         return str(e)
     return None
@@ -87,20 +57,22 @@ def encode_readouts(
         adapter: an ``avbr.adapters.EncoderAdapter``.
         prev: ``uint8 [M, H, W, 3]`` previous frames, or None (one frame: still input).
         curr: ``uint8 [M, H, W, 3]`` current frames.
-        readouts: names in ``READOUTS``.
+        readouts: ``avbr.adapters.readouts`` names, or ``tokens`` for the raw patch tokens.
         batch_size: frames per forward pass.
 
     Returns:
         ``{readout: float32 array}``: ``[M, F]`` (token readouts flattened), ``[M, N, D]`` for
-        ``patches``.
+        ``tokens``.
     """
     out: dict[str, list[np.ndarray]] = {r: [] for r in readouts}
-    fns = {r: READOUTS.get(r) for r in readouts}
+    fns: dict = {}
     for i in range(0, len(curr), batch_size):
         f = adapter.encode(None if prev is None else prev[i : i + batch_size], curr[i : i + batch_size])
+        if not fns:
+            fns = {r: (lambda g: g.patches) if r == TOKENS else _build(r, f) for r in readouts}
         for r, fn in fns.items():
             x = fn(f).float().cpu()
-            if r != "patches" and x.ndim == 3:
+            if r != TOKENS and x.ndim == 3:
                 x = x.flatten(1)  # [B, T, D] -> [B, T*D]
             out[r].append(x.numpy())
     return {r: np.concatenate(v) for r, v in out.items()}
