@@ -32,8 +32,8 @@ def tokenizer(dataset: LiberoDemoDataset):
 
 @pytest.fixture
 def batch(dataset: LiberoDemoDataset) -> dict:
-    """Three samples, one of them at an episode end (padded action chunk)."""
-    return collate([dataset[0], dataset[7], dataset[9]])
+    """Three samples from both tasks, one of them at an episode end (padded action chunk)."""
+    return collate([dataset[0], dataset[7], dataset[20]])
 
 
 @pytest.fixture
