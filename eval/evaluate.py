@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
 from avbr.eval.policies import PolicyConfig, TrainedPolicy, train_policy
-from avbr.eval.policy_data import DemoConfig, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 from avbr.eval.records import git_state, versions
 from avbr.eval.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
@@ -81,6 +81,8 @@ class EvalConfig:
             ``rollout_features/`` (for later probing).
         encode_batch_size: frames per encoder forward.
         torch_threads: ``torch.set_num_threads`` in the main process (``None`` = torch default).
+        dry_run: print the tasks, the episode plan and where the demos are, then stop (no
+            encoder, training or simulation).
         out_dir: output folder (Hydra's run dir); re-running with the same folder resumes.
         wandb: W&B settings.
     """
@@ -101,13 +103,14 @@ class EvalConfig:
     save_rollout_features: bool = False
     encode_batch_size: int = 64
     torch_threads: int | None = None
+    dry_run: bool = False
     out_dir: str = "outputs/eval/${suite.name}/${hydra:runtime.choices.encoder}-${policy.name}"
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 #: Settings that may change between a run and its resumption (they do not change any number).
 _RESUME_FREE = ("workers", "out_dir", "wandb", "torch_threads", "encode_batch_size", "episodes_per_task",
-                "seeds", "videos_per_task", "save_rollout_features")
+                "seeds", "videos_per_task", "save_rollout_features", "dry_run")
 
 
 class ResumeMismatchError(RuntimeError):
@@ -163,8 +166,9 @@ class _Wandb:
             self.run.finish()
 
 
-def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) one evaluation; returns the validated ``results.json`` dict.
+def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
+    """Run (or resume) one evaluation; returns the validated ``results.json`` dict (``None`` for
+    ``dry_run``).
 
     Args:
         cfg: an :class:`EvalConfig`-shaped OmegaConf node (or dataclass).
@@ -179,18 +183,29 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any]:
     wandb_cfg = WandbConfig(**config["wandb"])
     if config["torch_threads"]:
         torch.set_num_threads(config["torch_threads"])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, config)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
-    timing: dict[str, Any] = {}
-
     all_tasks = {t.task_id: t for t in list_tasks(suite)}
     task_ids = sorted(all_tasks) if config["tasks"] is None else list(config["tasks"])
     unknown = [t for t in task_ids if t not in all_tasks]
     if unknown:
         raise KeyError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}")
     tasks = [all_tasks[t] for t in task_ids]
+    if config["dry_run"]:
+        for t in tasks:
+            print(f"[dry run] {suite.name} task {t.task_id}: {t.language} ({t.num_init_states or 'any'} init states)")
+        print(f"[dry run] {config['episodes_per_task']} episode(s) per task x seeds {config['seeds']}, "
+              f"init states from {suite.init_state_offset}, out_dir {out_dir}")
+        try:
+            for task_id, path in find_demo_files(demo_cfg, suite.name, tasks).items():
+                print(f"[dry run] demos of task {task_id}: {path}")
+        except DemosNotFoundError as exc:
+            print(f"[dry run] {exc}")
+        return None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, config)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    timing: dict[str, Any] = {}
+
     files = find_demo_files(demo_cfg, suite.name, tasks)  # fails early, before any heavy work
 
     encoder_name = config["encoder"]["name"]

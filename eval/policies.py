@@ -334,7 +334,7 @@ def train_policy(cfg: PolicyConfig, demos: Sequence[DemoArrays], num_tasks: int,
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         policy.net.eval()
         with torch.no_grad():
             val_loss = float(_masked_l1(policy.net(va_in), va_y, va["valid"])) if va else math.nan
