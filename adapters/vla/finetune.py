@@ -9,7 +9,7 @@ step, log loss and samples/s) -> ``metrics.json`` + ``config.yaml`` + the merged
 (:func:`~avbr.adapters.vla.factory.save_finetuned`) in ``out_dir``.
 
 ``data.synthetic=true`` writes scripted 2-D reaching demos (:func:`~avbr.adapters.vla.data.write_synthetic_demos`)
-into ``out_dir/synthetic_demos`` and trains on them; the run is marked ``"synthetic_data": true``
+into ``data.synthetic_dir`` (default ``out_dir/synthetic_demos``) and trains on them; the run is marked ``"synthetic_data": true``
 in ``metrics.json`` and in every log line. It exists for machines without LIBERO; it is not LIBERO.
 """
 
@@ -45,6 +45,7 @@ class DataSettings:
     Attributes:
         paths: LIBERO-layout ``.hdf5`` files or folders of them (searched recursively).
         synthetic: train on freshly written synthetic demos instead (labelled as such).
+        synthetic_dir: where synthetic demos are written (default ``out_dir/synthetic_demos``).
         synthetic_demos: demos per synthetic task (2 tasks).
         synthetic_length: steps per synthetic demo.
         synthetic_size: synthetic frame side in pixels.
@@ -56,6 +57,7 @@ class DataSettings:
 
     paths: list[str] = field(default_factory=list)
     synthetic: bool = False
+    synthetic_dir: str | None = None
     synthetic_demos: int = 10
     synthetic_length: int = 40
     synthetic_size: int = 64
@@ -132,7 +134,8 @@ def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     if s.synthetic:
         if s.paths:
             raise ValueError("data.synthetic=true and data.paths are exclusive; drop one of them")
-        files = write_synthetic_demos(out_dir / "synthetic_demos", s.synthetic_demos, s.synthetic_length, s.synthetic_size)
+        where = Path(s.synthetic_dir) if s.synthetic_dir else out_dir / "synthetic_demos"
+        files = write_synthetic_demos(where, s.synthetic_demos, s.synthetic_length, s.synthetic_size)
         return files, True
     if not s.paths:
         raise ValueError("no demos: pass data.paths=[file.hdf5 | folder, ...] (LIBERO layout), or "
