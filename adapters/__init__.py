@@ -8,7 +8,7 @@ See ``registry.py`` for the config schema and each family module for its input c
 Importing this package registers every encoder family.
 """
 
-from . import clip, dinov2, r3m, siglip, timm_vit, videomae  # noqa: F401  (register the entries)
+from . import clip, dinov2, ours, r3m, siglip, timm_vit, videomae  # noqa: F401  (register the entries)
 from .base import Features, InputContract, EncoderAdapter, StrictLoadError, state_dict_hash
 from .hub import WeightsNotFoundError
 from .registry import EncoderConfig, build_encoder, list_encoders
