@@ -187,7 +187,8 @@ class TrainConfig:
         output_dir: run folder; re-running with the same folder resumes.
         resume: auto (resume when output_dir has a checkpoint) | never | <path of a run or checkpoint>.
         peak_flops: peak FLOP/s of one device for MFU; null = from the GPU-name table (CPU: no MFU).
-        ddp_find_unused: force DDP's unused-parameter search (the objective sets it when needed).
+        ddp_find_unused: DDP searches unused parameters every step instead of assuming a static graph
+            (only for objectives whose graph changes between steps).
     """
 
     batch_size: int = 32
@@ -569,8 +570,16 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train according to ``cfg`` (a ``PretrainConfig`` node); returns the final results."""
+@dataclass
+class RunResult:
+    """What ``run`` returns: the results written to ``run.json`` and the trained objective."""
+
+    results: dict[str, Any]
+    objective: Objective
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train according to ``cfg`` (a ``PretrainConfig`` node)."""
     t_start = time.time()
     d = setup_distributed()
     schema: PretrainConfig = OmegaConf.to_object(cfg)  # validates fields and cross-field rules
@@ -654,7 +663,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model = DDP(
             model,
             device_ids=[d.device.index] if d.device.type == "cuda" else None,
-            find_unused_parameters=tc.ddp_find_unused or objective.find_unused_parameters,
+            # Every objective runs the same graph each step, but some leave parameters out of the
+            # loss (the CLS fusion in future prediction, the patch fusion in DINO): a static graph
+            # handles them without the per-step search of find_unused_parameters.
+            static_graph=not tc.ddp_find_unused,
+            find_unused_parameters=tc.ddp_find_unused,
             broadcast_buffers=False,
         )
     params = [p for p in objective.parameters() if p.requires_grad]
@@ -769,7 +782,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if d.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return results
+    return RunResult(results, objective)
 
 
 def _reduce_metrics(sums: dict[str, torch.Tensor], n: int, d: Dist) -> dict[str, float]:

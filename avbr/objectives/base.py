@@ -48,13 +48,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Objective(nn.Module):
     """Base class of the pretraining objectives.
 
-    Subclasses set ``name``, a ``Config`` dataclass of their own options (documented fields) and
-    ``find_unused_parameters`` (whether DDP must look for parameters the loss does not reach).
+    Subclasses set ``name`` and a ``Config`` dataclass of their own options (documented fields).
+    Every step must run the same graph (the loop wraps the objective in DDP with ``static_graph``).
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
-    find_unused_parameters: ClassVar[bool] = False
 
     img_size: int
 

@@ -168,8 +168,6 @@ class DinoTemporal(Objective):
 
     name = "dino_temporal"
     Config = DinoTemporalOptions
-    # The loss reads the CLS only: the patch-fusion weights get no gradient.
-    find_unused_parameters = True
 
     def __init__(
         self,

@@ -57,8 +57,6 @@ class FuturePrediction(Objective):
         self.img_size = self.model.encoder.img_size
         self.gap = gap
         self.register_buffer("gap_weights", gap.weight_table(), persistent=False)  # [K + 1]
-        # Decoder ablations A-C leave some CLS-injection weights out of the graph.
-        self.find_unused_parameters = decoder_kwargs.get("inputs", "D") != "D"
 
     @property
     def encoder(self) -> nn.Module:
