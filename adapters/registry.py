@@ -10,9 +10,10 @@ A random-init control of any entry is the same config with ``source: null``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
+from hydra.core.config_store import ConfigStore
 
 from avbr.registry import Registry
 
@@ -45,7 +46,7 @@ class EncoderConfig:
     source: str | None = None
     arch: str = ""
     img_size: int | None = None
-    frames: Literal["curr", "both"] = "curr"
+    frames: str = "curr"
     autocast_bf16: bool = False
     device: str = "auto"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +57,9 @@ class EncoderConfig:
         if self.img_size is not None and self.img_size <= 0:
             raise ValueError(f"encoder.img_size must be positive, got {self.img_size}")
 
+
+# The yaml files of configs/encoder/ start with `defaults: [schema, _self_]`: typed, validated fields.
+ConfigStore.instance().store(group="encoder", name="schema", node=EncoderConfig)
 
 ENCODERS: Registry[Callable[[EncoderConfig], EncoderAdapter]] = Registry("encoder")
 register_encoder = ENCODERS.register
