@@ -757,7 +757,7 @@ def run(cfg: DictConfig) -> RunResult:
     bar = tqdm(total=tc.total_steps, initial=start_step, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
     last: dict[str, float] = {}
-    n_logged, t_log = 0, time.time()
+    n_logged, t_log, skipped_since_log = 0, time.time(), 0
     samples_per_s_hist: list[float] = []
     batch = first
     for step in range(start_step, stop_step):
@@ -766,7 +766,7 @@ def run(cfg: DictConfig) -> RunResult:
             group["lr"] = lr
         if step > start_step:
             batch = next(batches)
-        skipped_total += int(batch["n_skipped"].sum())
+        skipped_since_log += int(batch["n_skipped"].sum())  # a CPU tensor: no device sync
         tensors = to_device(batch, d.device, tc.channels_last)
         metrics = train_step(
             model, optimizer, params, tensors, step_generator(d.device, tc.seed, step, d.rank), autocast, oc.grad_clip
@@ -781,6 +781,8 @@ def run(cfg: DictConfig) -> RunResult:
         done = step + 1
         if done % tc.log_every == 0 or done == stop_step:
             last = _reduce_metrics(sums, n_logged, d)
+            skipped_total += _sum_over_ranks(skipped_since_log, d)
+            skipped_since_log = 0
             if not math.isfinite(last["loss"]):
                 raise FloatingPointError(f"loss is {last['loss']} at step {done}; lower optim.lr or check the data")
             dt = time.time() - t_log
@@ -831,6 +833,15 @@ def run(cfg: DictConfig) -> RunResult:
         dist.barrier()
         dist.destroy_process_group()
     return RunResult(results, objective)
+
+
+def _sum_over_ranks(count: int, d: Dist) -> int:
+    """Sum of an integer over all ranks (at log time only)."""
+    if d.world_size == 1:
+        return count
+    t = torch.tensor([count], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return int(t.item())
 
 
 def _reduce_metrics(sums: dict[str, torch.Tensor], n: int, d: Dist) -> dict[str, float]:

@@ -23,8 +23,6 @@ from avbr.train import OptimConfig, lr_at, run
 TINY = [
     "model.encoder_kwargs={preset: tiny, img_size: 32, patch_size: 8, depth: 3}",
     "++model.decoder_kwargs={width: 32, min_width: 16}",
-    "data.sources.shapes.kwargs.size=32",
-    "data.sources.shape_stills.kwargs.size=32",
     "data.num_workers=0",
     "train.batch_size=4",
     "train.total_steps=4",
@@ -35,9 +33,13 @@ TINY = [
 ]
 
 
+SMALL_SHAPES = ["data.sources.shapes.kwargs.size=32", "data.sources.shape_stills.kwargs.size=32"]
+
+
 def make_cfg(out: Path, *overrides: str) -> DictConfig:
+    data = [] if any(o.startswith("data=") for o in overrides) else SMALL_SHAPES
     with initialize_config_module("avbr.configs.pretrain", version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"train.output_dir={out}", *overrides])
+        return compose("config", overrides=[*TINY, *data, f"train.output_dir={out}", *overrides])
 
 
 def final_weights(out: Path, step: int = 4) -> dict[str, torch.Tensor]:
@@ -90,7 +92,7 @@ def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
 
 
 def _cli(out: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "avbr.train", *TINY, f"train.output_dir={out}", *overrides]
+    return [sys.executable, "-m", "avbr.train", *TINY, *SMALL_SHAPES, f"train.output_dir={out}", *overrides]
 
 
 def _env() -> dict[str, str]:
@@ -137,7 +139,7 @@ def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path) -> None:
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-        str(tmp_path), *TINY, f"train.output_dir={out}", "train.total_steps=3",
+        str(tmp_path), *TINY, *SMALL_SHAPES, f"train.output_dir={out}", "train.total_steps=3",
     ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,3 +148,17 @@ def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path) -> None:
     record = json.loads((out / "run.json").read_text())
     assert record["world_size"] == 2 and record["results"]["samples_seen"] == 3 * 4 * 2
     assert not torch.equal(r0["model.encoder.p_vit.pos_embed"], load_file(str(out / "checkpoints" / "step_0000002" / "objective.safetensors"))["model.encoder.p_vit.pos_embed"])
+
+
+def test_run_skips_unreadable_files_and_counts_them(tmp_path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from pair_fixtures import truncate, write_images, write_video
+
+    write_video(tmp_path / "videos" / "good.mp4", 12)
+    truncate(write_video(tmp_path / "videos" / "broken.mp4", 12), keep=0.2)
+    write_images(tmp_path / "stills")
+    res = run(make_cfg(
+        tmp_path / "run", "data=videos", f"data.sources.videos.root={tmp_path / 'videos'}",
+        f"data.sources.stills.root={tmp_path / 'stills'}", "data.num_workers=0",
+    )).results
+    assert res["finished"] and res["skipped_files"] > 0
