@@ -2,8 +2,10 @@
 
 They need only pip packages (robosuite 1.4.x, MuJoCo), which makes ``robosuite_lift`` the offline
 default suite. Each suite has one task. Init state ``j`` is the scene robosuite samples after
-seeding numpy's global generator with ``j`` (robosuite 1.4's placement samplers and the robot's
-initialisation noise draw from ``np.random``), so episode ``j`` is reproducible.
+seeding numpy's global generator with ``j`` (robosuite 1.4's placement samplers, the robot's
+initialisation noise and the object sizes draw from ``np.random``), so episode ``j`` is
+reproducible. This needs ``hard_reset=True`` (robosuite's default): object sizes are drawn when
+the model is built, and only a hard reset rebuilds it after the seed.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class RobosuiteEnv:
             camera_widths=cfg.camera_size,
             control_freq=cfg.control_freq,
             ignore_done=True,
-            hard_reset=False,
+            hard_reset=True,
             reward_shaping=False,
         )
         self.env_name = env_name

@@ -135,9 +135,11 @@ class WorkerPool:
                 if conn.poll(min(1.0, max(deadline - time.monotonic(), 0.0))):
                     status, payload = conn.recv()
                     break
+                alive = proc.is_alive()
             except (EOFError, ConnectionResetError, OSError):
-                pass
-            if not proc.is_alive() and not self._readable(conn):
+                alive = False
+            if not alive:
+                proc.join(timeout=5)
                 code = proc.exitcode
                 self.restart(i)
                 raise WorkerCrashed(f"worker {i} (pid {proc.pid}) died with exit code {code}; restarted")
