@@ -100,13 +100,28 @@ class ProbeContext:
     _cache: dict[str, np.ndarray] = field(default_factory=dict)
 
     def pair_features(self, readout: str, reverse: bool = False) -> np.ndarray:
-        """Readout of ``encode(o_t, o_{t+k})`` (or reversed), ``[M, F]``, computed once."""
+        """Readout of ``encode(o_t, o_{t+k})`` (or reversed), ``[M, F]``.
+
+        The first call encodes the pairs once for ``cls`` and every applicable spatial readout.
+        """
         key = f"{readout}|{reverse}"
         if key not in self._cache:
             p = self.require_pairs()
             prev, curr = (p.curr, p.prev) if reverse else (p.prev, p.curr)
-            self._cache[key] = encode_readouts(self.adapter, prev, curr, [readout], self.batch_size)[readout]
+            names = [readout] if reverse else sorted({readout, "cls", *self.applicable_readouts()})
+            for r, x in encode_readouts(self.adapter, prev, curr, names, self.batch_size).items():
+                self._cache[f"{r}|{reverse}"] = x
         return self._cache[key]
+
+    def readout_skips(self) -> dict[str, str]:
+        """``{readout: reason}`` for the spatial readouts this encoder cannot give."""
+        p = self.require_pairs()
+        example = self.adapter.encode(p.prev[:2], p.curr[:2])
+        return {r: why for r in self.spatial_readouts if (why := readout_applies(r, example)) is not None}
+
+    def applicable_readouts(self) -> list[str]:
+        skips = self.readout_skips()
+        return [r for r in self.spatial_readouts if r not in skips]
 
     def require_pairs(self) -> PairSet:
         if self.pairs is None:
@@ -231,12 +246,11 @@ def _spatial_targets(ctx: ProbeContext) -> tuple[list[str], np.ndarray, np.ndarr
 
 
 def _per_readout(ctx: ProbeContext, run: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, Any]:
-    example = ctx.adapter.encode(ctx.require_pairs().prev[:2], ctx.require_pairs().curr[:2])
+    skips = ctx.readout_skips()
     out: dict[str, Any] = {}
     for r in ctx.spatial_readouts:
-        reason = readout_applies(r, example)
-        if reason is not None:
-            out[r] = {"skipped": reason}
+        if r in skips:
+            out[r] = {"skipped": skips[r]}
             continue
         x = ctx.pair_features(r)
         out[r] = {"feature_dim": int(x.shape[1]), **run(x)}

@@ -52,6 +52,7 @@ class DemoDataConfig:
 
 def _default_encoders() -> dict[str, EncoderSpec]:
     return {
+        "two_stream_random": EncoderSpec(name="two_stream", source=None, arch="tiny", frames="curr"),
         "dinov2_random": EncoderSpec(name="dinov2_hf", source=None, arch="small", frames="both"),
         "r3m_random": EncoderSpec(name="r3m", source=None, arch="resnet18", frames="both"),
     }
@@ -62,8 +63,10 @@ class ProbesConfig:
     """Schema of ``configs/probes.yaml``.
 
     Attributes:
-        encoders: ``{label: encoder node}`` (fields of ``avbr.adapters.EncoderConfig``); every task
-            runs for every encoder. One-frame encoders use ``frames: both`` so that they see the pair.
+        encoders: ``{label: encoder node}`` (the fields of :class:`avbr.eval.action_probe.EncoderSpec`);
+            every task runs for every encoder. One-frame encoders use ``frames: both`` so that they
+            see the pair. Add one with ``+encoders.<label>={name: clip, source: null, ...}``, drop
+            one with ``~encoders.<label>``.
         flow_reference: label of the encoder the flow EPE is compared with (seed 001: 20 % lower
             EPE than DINOv2).
         tasks: probe tasks (``avbr.eval.rep_probes.PROBE_TASKS``).
@@ -80,7 +83,7 @@ class ProbesConfig:
         output_dir: output folder; null = Hydra's run directory.
     """
 
-    encoders: dict[str, EncoderSpec] = field(default_factory=_default_encoders)
+    encoders: dict[str, Any] = field(default_factory=_default_encoders)
     flow_reference: str | None = "dinov2_random"
     tasks: list[str] = field(default_factory=lambda: ["temporal_order", "flow", "clustering", "spatial_position", "spatial_relation"])
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
@@ -94,6 +97,7 @@ class ProbesConfig:
     output_dir: str | None = None
 
     def __post_init__(self) -> None:
+        self.encoders = {k: v if isinstance(v, EncoderSpec) else EncoderSpec(**v) for k, v in self.encoders.items()}
         for t in self.tasks:
             PROBE_TASKS.get(t)  # unknown names raise with the valid ones
         if not self.encoders:
