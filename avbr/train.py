@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -747,7 +748,7 @@ def run(cfg: DictConfig) -> RunResult:
             wandb_run = wandb.init(
                 mode=schema.wandb.mode, project=schema.wandb.project, entity=schema.wandb.entity,
                 name=schema.wandb.name or out_dir.name, dir=str(out_dir), config=resolved,
-                id=(out_dir.name + "-" + str(abs(hash(str(out_dir))) % 10**8)), resume="allow",
+                id=f"{out_dir.name}-{hashlib.sha1(str(out_dir).encode()).hexdigest()[:8]}", resume="allow",
             )
 
     # -- loop ------------------------------------------------------------------------------------

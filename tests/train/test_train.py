@@ -22,7 +22,6 @@ from avbr.train import OptimConfig, lr_at, run
 
 TINY = [
     "model.encoder_kwargs={preset: tiny, img_size: 32, patch_size: 8, depth: 3}",
-    "++model.decoder_kwargs={width: 32, min_width: 16}",
     "data.num_workers=0",
     "train.batch_size=4",
     "train.total_steps=4",
@@ -34,10 +33,13 @@ TINY = [
 
 
 SMALL_SHAPES = ["data.sources.shapes.kwargs.size=32", "data.sources.shape_stills.kwargs.size=32"]
+SMALL_DECODER = "++model.decoder_kwargs={width: 32, min_width: 16}"
 
 
 def make_cfg(out: Path, *overrides: str) -> DictConfig:
     data = [] if any(o.startswith("data=") for o in overrides) else SMALL_SHAPES
+    if not any(o.startswith("objective.name=") for o in overrides):
+        data = [*data, SMALL_DECODER]
     with initialize_config_module("avbr.configs.pretrain", version_base="1.3"):
         return compose("config", overrides=[*TINY, *data, f"train.output_dir={out}", *overrides])
 
@@ -72,6 +74,22 @@ def test_run_writes_record_checkpoints_and_encoder(tmp_path) -> None:
     assert (out / "config.yaml").is_file()
 
 
+@pytest.mark.parametrize("objective,params", [
+    ("videomae", "++model.decoder_kwargs={decoder_num_hidden_layers: 1, decoder_hidden_size: 64, "
+                 "decoder_intermediate_size: 128, decoder_num_attention_heads: 2}"),
+    ("dino_temporal", "++objective.params={out_dim: 64, hidden_dim: 32, bottleneck_dim: 16, n_local: 1}"),
+])
+def test_other_objectives_train_checkpoint_and_export(tmp_path, objective, params) -> None:
+    out = tmp_path / objective
+    res = run(make_cfg(out, f"objective.name={objective}", "train.total_steps=2", "train.ckpt_every=1", params)).results
+    assert res["finished"]
+    exported = {p.name for p in (out / "encoder").iterdir()}
+    assert exported == ({"config.json", "model.safetensors"} if objective == "videomae" else {"encoder.json", "encoder.safetensors"})
+    state = load_file(str(out / "checkpoints" / "step_0000002" / "objective.safetensors"))
+    if objective == "dino_temporal":
+        assert "center" in state and any(k.startswith("teacher.") for k in state)
+
+
 def test_wrong_names_and_missing_checkpoint_fail_clearly(tmp_path) -> None:
     with pytest.raises(KeyError, match="valid names: dino_temporal, future_prediction, videomae"):
         run(make_cfg(tmp_path / "a", "objective.name=mae"))
@@ -92,7 +110,7 @@ def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
 
 
 def _cli(out: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "avbr.train", *TINY, *SMALL_SHAPES, f"train.output_dir={out}", *overrides]
+    return [sys.executable, "-m", "avbr.train", *TINY, *SMALL_SHAPES, SMALL_DECODER, f"train.output_dir={out}", *overrides]
 
 
 def _env() -> dict[str, str]:
@@ -139,7 +157,7 @@ def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path) -> None:
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-        str(tmp_path), *TINY, *SMALL_SHAPES, f"train.output_dir={out}", "train.total_steps=3",
+        str(tmp_path), *TINY, *SMALL_SHAPES, SMALL_DECODER, f"train.output_dir={out}", "train.total_steps=3",
     ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
