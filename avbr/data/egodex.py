@@ -46,6 +46,7 @@ class EgoDexSource(FramePairSource):
         self.frame_stride = frame_stride
         self.units = [p for p in list_files(self.root, {".mp4"}) if os.path.exists(self._hdf5(p))]
         self._require_units("<task>/<i>.mp4 + <task>/<i>.hdf5 episode pairs")
+        self._frames: dict[str, int] = {}  # per-process cache of frame counts (filled in workers)
 
     @staticmethod
     def _hdf5(mp4: str) -> str:
@@ -64,7 +65,9 @@ class EgoDexSource(FramePairSource):
         return os.path.basename(os.path.dirname(ref.path))
 
     def episode_length(self, ref: EpisodeRef) -> int:
-        return (count_frames(ref.path) - 1) // self.frame_stride + 1
+        if ref.path not in self._frames:
+            self._frames[ref.path] = count_frames(ref.path)
+        return (self._frames[ref.path] - 1) // self.frame_stride + 1
 
     def read_pair(self, ref: EpisodeRef, t: int, k: int) -> PairSample:
         task = self.task(ref)

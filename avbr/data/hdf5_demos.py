@@ -52,6 +52,10 @@ class HDF5DemoSource(FramePairSource):
         self.flip_180 = flip_180
         self.units = list_files(self.root, {".hdf5", ".h5"})
         self._require_units("*.hdf5 files")
+        # Per-process metadata cache (filled lazily, so in each DataLoader worker): demo keys per
+        # file and frames per demo, which every draw needs before it reads two frames.
+        self._keys: dict[str, list[EpisodeRef]] = {}
+        self._lengths: dict[EpisodeRef, int] = {}
 
     def _open(self, path: str) -> h5py.File:
         try:
@@ -60,15 +64,19 @@ class HDF5DemoSource(FramePairSource):
             raise CorruptFileError(path, f"not a readable hdf5 file ({e})") from e
 
     def episodes_in(self, unit: str) -> list[EpisodeRef]:
-        with self._open(unit) as f:
-            if "data" not in f:
-                raise CorruptFileError(unit, "no 'data' group (not the LIBERO/robomimic layout)")
-            keys = sorted(f["data"].keys(), key=lambda k: (len(k), k))  # demo_2 before demo_10
-        return [EpisodeRef(unit, k) for k in keys]
+        if unit not in self._keys:
+            with self._open(unit) as f:
+                if "data" not in f:
+                    raise CorruptFileError(unit, "no 'data' group (not the LIBERO/robomimic layout)")
+                keys = sorted(f["data"].keys(), key=lambda k: (len(k), k))  # demo_2 before demo_10
+            self._keys[unit] = [EpisodeRef(unit, k) for k in keys]
+        return self._keys[unit]
 
     def episode_length(self, ref: EpisodeRef) -> int:
-        with self._open(ref.path) as f:
-            return int(self._images(f, ref).shape[0])
+        if ref not in self._lengths:
+            with self._open(ref.path) as f:
+                self._lengths[ref] = int(self._images(f, ref).shape[0])
+        return self._lengths[ref]
 
     def _images(self, f: h5py.File, ref: EpisodeRef) -> h5py.Dataset:
         key = f"data/{ref.key}/obs/{self.camera}"

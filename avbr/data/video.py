@@ -103,9 +103,12 @@ class VideoFolderSource(FramePairSource):
         self.frame_stride = frame_stride
         self.units = list_files(self.root, VIDEO_SUFFIXES)
         self._require_units(f"video files ({', '.join(VIDEO_SUFFIXES)})")
+        self._frames: dict[str, int] = {}  # per-process cache of frame counts (filled in workers)
 
     def episode_length(self, ref: EpisodeRef) -> int:
-        return (count_frames(ref.path) - 1) // self.frame_stride + 1
+        if ref.path not in self._frames:
+            self._frames[ref.path] = count_frames(ref.path)
+        return (self._frames[ref.path] - 1) // self.frame_stride + 1
 
     def task(self, ref: EpisodeRef) -> str:
         rel = os.path.relpath(os.path.dirname(ref.path), self.root)
