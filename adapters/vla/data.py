@@ -125,6 +125,30 @@ def collate(samples: list[dict]) -> dict:
     return out
 
 
+def compact_demo_file(
+    src: str | Path,
+    dst: str | Path,
+    camera: str = "agentview_rgb",
+    state_keys: tuple[str, ...] = ("ee_states", "gripper_states"),
+) -> Path:
+    """Copy only what :class:`LiberoDemoDataset` reads into a gzip-compressed file of the same layout.
+
+    LIBERO-layout files are stored uncompressed with both cameras and the simulator states; the
+    copy keeps ``obs/{camera, *state_keys}``, ``actions`` and the ``data`` attributes, which makes
+    it small enough to carry to another machine.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
+        data = fout.create_group("data")
+        for k, v in fin["data"].attrs.items():
+            data.attrs[k] = v
+        for key, demo in fin["data"].items():
+            for name in (*(f"obs/{k}" for k in (camera, *state_keys)), "actions"):
+                data.create_dataset(f"{key}/{name}", data=demo[name][()], compression="gzip", compression_opts=4)
+    return dst
+
+
 def write_synthetic_demos(
     directory: str | Path, n_demos: int = 10, length: int = 40, size: int = 64, seed: int = 0
 ) -> list[Path]:

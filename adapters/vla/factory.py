@@ -40,6 +40,7 @@ class VLAEntry:
         config_cls: its config dataclass.
         build: ``(config, tokenizer, normalizers) -> policy``.
         fit_normalizers: ``(config, actions [M, A], states [M, S]) -> {name: Normalizer}``.
+        train_chunk: ``config -> actions per training sample``.
         convert: released checkpoint state dict -> our keys.
         new_prefixes: key prefixes of the modules the swap adds (not in released checkpoints).
     """
@@ -47,6 +48,7 @@ class VLAEntry:
     config_cls: type
     build: Callable[[Any, Any, dict[str, Normalizer]], VLAPolicy]
     fit_normalizers: Callable[[Any, Tensor, Tensor], dict[str, Normalizer]]
+    train_chunk: Callable[[Any], int]
     convert: Callable[[dict[str, Tensor]], dict[str, Tensor]]
     new_prefixes: tuple[str, ...]
 
@@ -61,6 +63,7 @@ VLAS.register("pi0")(
             "state": Normalizer.fit(states, "mean_std"),
             "action": Normalizer.fit(actions, "mean_std"),
         },
+        lambda cfg: cfg.chunk_size,
         convert_lerobot_pi0,
         PI0_NEW_PREFIXES,
     )
@@ -70,6 +73,7 @@ VLAS.register("openvla")(
         OpenVLAConfig,
         lambda cfg, tok, norms: OpenVLAPolicy(cfg, tok, norms["action"]),
         lambda cfg, actions, states: {"action": Normalizer.fit(actions, "q01_q99", cfg.normalize_mask)},
+        lambda cfg: 1 if cfg.action_head == "tokens" else cfg.oft_chunk,
         convert_openvla_7b,
         OPENVLA_NEW_PREFIXES,
     )

@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader
 
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
 from .factory import VLAS, LoraSettings, apply_lora, build_policy, load_released, make_config, save_finetuned
-from .openvla import OpenVLAConfig
 from .tokenizer import load_tokenizer
 
 log = logging.getLogger("avbr.vla.finetune")
@@ -169,19 +168,19 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
     out_dir = Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
-    device = torch.device("cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto" else s.device))
+    device = torch.device(s.device if s.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     vla = dict(s.vla)
     name = vla.pop("name")
     cfg = make_config(name, vla)
     files, synthetic = demo_files(s.data, out_dir)
     tag = "[SYNTHETIC DATA] " if synthetic else ""
 
-    # data; the chunk length comes from the policy config (Pi0: chunk_size, OpenVLA: 1 or oft_chunk)
-    chunk = cfg.chunk_size if name == "pi0" else (1 if cfg.action_head == "tokens" else cfg.oft_chunk)
-    ds = LiberoDemoDataset(files, chunk, cfg.frame_gap, s.data.camera, tuple(s.data.state_keys), s.data.flip_180)
-    prompts = [OpenVLAConfig().prompt_template, *sorted(set(ds.instructions))]
+    entry = VLAS.get(name)
+    ds = LiberoDemoDataset(files, entry.train_chunk(cfg), cfg.frame_gap, s.data.camera, tuple(s.data.state_keys), s.data.flip_180)
+    # the tiny tokenizer's vocabulary: the instructions and, for OpenVLA, the prompt template
+    prompts = [getattr(cfg, "prompt_template", ""), *sorted(set(ds.instructions))]
     tokenizer = load_tokenizer(s.tokenizer, prompts, s.tokenizer_vocab_size)
-    norms = VLAS.get(name).fit_normalizers(cfg, ds.all_actions(), ds.all_states())
+    norms = entry.fit_normalizers(cfg, ds.all_actions(), ds.all_states())
     policy = build_policy(name, cfg, tokenizer, norms)
     kept_init = load_released(name, policy, s.init_checkpoint) if s.init_checkpoint else None
     if s.lora.enabled:
@@ -197,6 +196,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16")
     losses, step_times = [], []
     batches = iter(loader)
+    wall0 = time.perf_counter()
     for step in range(s.steps):
         try:
             batch = next(batches)
@@ -225,6 +225,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         if step % s.log_every == 0 or step == s.steps - 1:
             log.info("%sstep %d/%d loss %.4f lr %.2e %.1f samples/s", tag, step + 1, s.steps, losses[-1],
                      lr_at(step, s), len(batch["instruction"]) / dt)
+    wall = time.perf_counter() - wall0
     timed = step_times[s.throughput_skip:] or step_times
     k = max(1, len(losses) // 10)
     metrics = {
@@ -237,7 +238,8 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         "loss": losses,
         "loss_first_10pct_mean": sum(losses[:k]) / k,
         "loss_last_10pct_mean": sum(losses[-k:]) / k,
-        "samples_per_s": s.batch_size * len(timed) / sum(timed),
+        "samples_per_s": s.batch_size * len(timed) / sum(timed),  # training step only, after warm-up
+        "samples_per_s_wall": s.batch_size * s.steps / wall,  # whole loop, data loading included
         "step_time_s_mean": sum(timed) / len(timed),
         "params_trainable": n_train,
         "params_total": n_all,

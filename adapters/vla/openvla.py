@@ -253,7 +253,7 @@ class OpenVLAPolicy(VLAPolicy):
 
     def prompt_ids(self, instruction: str) -> list[int]:
         """BOS + prompt tokens (+ the suffix token)."""
-        text = self.cfg.prompt_template.format(instruction=instruction.lower().strip().rstrip("."))
+        text = self.cfg.prompt_template.format(instruction=instruction.lower())
         ids = list(self.tokenizer(text)["input_ids"])
         if not ids or ids[0] != self.tokenizer.bos_token_id:
             raise ValueError("the tokenizer must prepend BOS (OpenVLA splices the image after it)")

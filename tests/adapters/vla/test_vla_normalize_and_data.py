@@ -42,3 +42,16 @@ def test_dataset_layout_padding_and_flip(demo_files, dataset: LiberoDemoDataset)
 def test_dataset_names_missing_keys(demo_files) -> None:
     with pytest.raises(KeyError, match="lacks"):
         LiberoDemoDataset(demo_files, chunk=2, camera="eye_in_hand_rgb")
+
+
+def test_compact_copy_reads_the_same(demo_files, dataset: LiberoDemoDataset, tmp_path) -> None:
+    from avbr.adapters.vla.data import compact_demo_file
+
+    copies = [compact_demo_file(p, tmp_path / p.name) for p in demo_files]
+    again = LiberoDemoDataset(copies, chunk=4)
+    assert again.instructions == dataset.instructions
+    for i in (0, 13, 31):
+        a, b = dataset[i], again[i]
+        assert all(torch.equal(a[k], b[k]) for k in ("prev", "curr", "state", "actions", "action_is_pad"))
+    with h5py.File(copies[0]) as f:
+        assert f["data/demo_0/obs/agentview_rgb"].compression == "gzip"

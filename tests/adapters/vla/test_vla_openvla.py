@@ -32,7 +32,7 @@ def test_train_step_with_lora_reaches_encoder_and_projector(make_policy, batch) 
 def test_sequence_layout_and_loss_on_action_tokens_only(make_policy, batch) -> None:
     policy = make_policy("openvla")
     at, tok = policy.action_tokenizer, policy.tokenizer
-    ids = policy.prompt_ids("Reach the RED block.")
+    ids = policy.prompt_ids("Reach the RED block")
     assert tok.decode(ids, skip_special_tokens=True).replace(" ", "") == "in:whatactionshouldtherobottaketoreachtheredblock?out:"
     assert ids[0] == tok.bos_token_id
     # splice: [pad.., BOS, image patches, prompt[1:], tail]
