@@ -422,9 +422,11 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) 
     )
 
 
-def step_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:
-    """The objective's generator for one step, a pure function of ``(seed, step, rank)``."""
-    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 4099 + rank)
+def seed_generator(generator: torch.Generator, seed: int, step: int, rank: int) -> torch.Generator:
+    """Reseed the objective's generator for one step: its draws are a pure function of
+    ``(seed, step, rank)``. One generator object is reused so that ``torch.compile`` sees the
+    same input every step."""
+    return generator.manual_seed((seed * 1_000_003 + step) * 4099 + rank)
 
 
 def train_step(
@@ -483,9 +485,13 @@ def time_training(
         host_batches = [{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in host_batches]
     batch_size = host_batches[0]["prev"].shape[0]
 
+    generator = torch.Generator(device=device)
+
     def one(i: int) -> dict[str, torch.Tensor]:
         tensors = to_device(host_batches[i % len(host_batches)], device, channels_last)
-        return train_step(step_fn, optimizer, params, tensors, step_generator(device, 0, i, 0), autocast, optim.grad_clip)
+        return train_step(
+            step_fn, optimizer, params, tensors, seed_generator(generator, 0, i, 0), autocast, optim.grad_clip
+        )
 
     for i in range(warmup):
         one(i)
@@ -760,6 +766,7 @@ def run(cfg: DictConfig) -> RunResult:
     last: dict[str, float] = {}
     n_logged, t_log, skipped_since_log = 0, time.time(), 0
     samples_per_s_hist: list[float] = []
+    generator = torch.Generator(device=d.device)
     batch = first
     for step in range(start_step, stop_step):
         lr = lr_at(step, oc, tc.total_steps)
@@ -770,7 +777,7 @@ def run(cfg: DictConfig) -> RunResult:
         skipped_since_log += int(batch["n_skipped"].sum())  # a CPU tensor: no device sync
         tensors = to_device(batch, d.device, tc.channels_last)
         metrics = train_step(
-            model, optimizer, params, tensors, step_generator(d.device, tc.seed, step, d.rank), autocast, oc.grad_clip
+            model, optimizer, params, tensors, seed_generator(generator, tc.seed, step, d.rank), autocast, oc.grad_clip
         )
         objective.after_step(step, tc.total_steps)
         samples_seen += global_batch
