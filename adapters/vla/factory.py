@@ -131,7 +131,8 @@ def apply_lora(policy: VLAPolicy, settings: LoraSettings) -> None:
 
     Targets: ``policy.lora_target_regex`` (the LLM linear layers). ``modules_to_save``:
     ``policy.new_modules()``, i.e. the swapped encoder (unless frozen) and projector stay fully
-    trainable; everything else is frozen.
+    trainable; everything else is frozen. OpenVLA's recipe puts LoRA on "all-linear" layers, the
+    vision tower and projector included; here those are new modules and train in full instead.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -141,6 +142,7 @@ def apply_lora(policy: VLAPolicy, settings: LoraSettings) -> None:
         lora_dropout=settings.dropout,
         target_modules=policy.lora_target_regex,
         modules_to_save=policy.new_modules(),
+        init_lora_weights="gaussian",  # as OpenVLA's finetune.py
     )
     policy.model = get_peft_model(policy.model, config)
 
