@@ -99,8 +99,9 @@ def demo_object_tracks(path: str | Path, assets_dir: str | None = None, camera: 
                 xyz[t] = [sim.data.body_xpos[b] for _, b in objs]
             world_to_px = get_camera_transform_matrix(sim, camera, size, size)
             rc = project_points_from_world_to_camera(xyz.reshape(-1, 3), world_to_px, size, size)  # [T*K, 2] (row, col), OpenGL image
-            # robosuite's pixel convention is the rendered (upside-down) image; upright = rotated by 180 degrees
-            pixel = np.stack([size - 1 - rc[:, 1], size - 1 - rc[:, 0]], axis=-1).reshape(len(states), len(objs), 2)
+            # robosuite's (row, col) index the rendered image flipped vertically (raw[::-1]); the upright
+            # frames are raw[::-1, ::-1], so the column is mirrored and the row is kept
+            pixel = np.stack([size - 1 - rc[:, 1], rc[:, 0]], axis=-1).reshape(len(states), len(objs), 2)
             out[key] = ObjectTracks([n for n, _ in objs], xyz, pixel.astype(np.float32))
         return out
     finally:
