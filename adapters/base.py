@@ -315,8 +315,8 @@ def _resize(
     if mode == "squash":
         target = tuple(size)
     else:
-        short = round(min(size) / crop_pct)
-        target = (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
+        short = round(min(size) / crop_pct)  # long side truncated, as torchvision/transformers resize
+        target = (short, int(w * short / h)) if h <= w else (int(h * short / w), short)
     x = F.interpolate(x, size=target, mode=interpolation, antialias=True, align_corners=False)
     if interpolation == "bicubic":
         x = x.clamp(0.0, hi)

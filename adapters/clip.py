@@ -68,8 +68,9 @@ class CLIPAdapter(EncoderAdapter):
 
 @register_encoder("clip")
 def _clip(cfg: EncoderConfig) -> CLIPAdapter:
+    preset = {**_COMMON, **PRESETS[cfg.arch or "b16"], **({"image_size": cfg.img_size} if cfg.img_size else {})}
     model, directory = build_hf_model(
-        CLIPVisionModel, CLIPVisionConfig, source=cfg.source, preset={**_COMMON, **PRESETS[cfg.arch or "b16"], **({"image_size": cfg.img_size} if cfg.img_size else {})},
+        CLIPVisionModel, CLIPVisionConfig, source=cfg.source, preset=preset,
         overrides=cfg.model_kwargs, convert=convert_clip, encoder=cfg.name,
     )
     size = cfg.img_size or model.config.image_size

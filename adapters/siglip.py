@@ -63,8 +63,9 @@ class SigLIPAdapter(EncoderAdapter):
 
 @register_encoder("siglip")
 def _siglip(cfg: EncoderConfig) -> SigLIPAdapter:
+    preset = {**PRESETS[cfg.arch or "b16"], **({"image_size": cfg.img_size} if cfg.img_size else {})}
     model, directory = build_hf_model(
-        SiglipVisionModel, SiglipVisionConfig, source=cfg.source, preset={**PRESETS[cfg.arch or "b16"], **({"image_size": cfg.img_size} if cfg.img_size else {})},
+        SiglipVisionModel, SiglipVisionConfig, source=cfg.source, preset=preset,
         overrides=cfg.model_kwargs, convert=convert_siglip, encoder=cfg.name,
     )
     size = cfg.img_size or model.config.image_size

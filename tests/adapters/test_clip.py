@@ -27,7 +27,8 @@ def test_matches_transformers(clip_dir, make_frames) -> None:
     x = make_frames(3, 32, 32)
     feats = enc.encode(None, x)
     px = enc.preprocess(x)
-    manual = (torch.as_tensor(x).permute(0, 3, 1, 2) / 255.0 - torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
+    manual = (torch.as_tensor(x).permute(0, 3, 1, 2) / 255.0 - mean) / std
     torch.testing.assert_close(px, manual, atol=1e-6, rtol=0)
     with torch.no_grad():
         out = model.vision_model(pixel_values=px)

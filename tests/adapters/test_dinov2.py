@@ -26,7 +26,8 @@ def test_hf_matches_transformers(hf_dir, make_frames) -> None:
     enc = build_encoder(EncoderConfig(name="dinov2_hf", source=str(directory), img_size=56, device="cpu"))
     x = make_frames(2, 56, 56)
     px = enc.preprocess(x)
-    manual = (torch.as_tensor(x).permute(0, 3, 1, 2) / 255.0 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    manual = (torch.as_tensor(x).permute(0, 3, 1, 2) / 255.0 - mean) / std
     torch.testing.assert_close(px, manual, atol=1e-6, rtol=0)
     feats = enc.encode(None, x)
     with torch.no_grad():

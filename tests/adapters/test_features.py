@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,12 +48,13 @@ def test_data_source_input_keeps_actions_and_episodes(tmp_path) -> None:
     assert meta["encoder"] == "timm_vit" and len(meta["episodes"]) == 2
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch/transformers/hydra: ~30 s on a loaded CI machine
 def test_cli(tmp_path, make_frames) -> None:
     np.save(tmp_path / "v.npy", make_frames(3, 40, 40))
     cmd = [sys.executable, "-m", "avbr.adapters.features", "encoder=timm_vit", "encoder.source=null", "encoder.img_size=32",
            "encoder.device=cpu", "+encoder.model_kwargs={embed_dim: 32, depth: 1, num_heads: 2}", f"input={tmp_path / 'v.npy'}",
            f"output={tmp_path / 'out.safetensors'}", "cache_dir=null", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
     out = load_file(tmp_path / "out.safetensors")
     assert out["cls"].shape == (3, 32) and out["patches"].shape == (3, 4, 32)
