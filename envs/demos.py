@@ -19,7 +19,8 @@ Layout (one file per task, as LIBERO's ``scripts/create_dataset.py`` writes it; 
         robot_states          float64 [T,9]     gripper qpos (2), eef pos (3), eef quat xyzw (4)
         rewards, dones        uint8 [T]         0 ..., 1 at the last step (successful episode)
 
-Step ``t`` holds the observation and state *before* ``actions[t]``; the file starts after the
+Demos are numbered in the order episodes finished (``demo_<i>.attrs["avbr_init_index"]`` gives
+each one's init state). Step ``t`` holds the observation and state *before* ``actions[t]``; the file starts after the
 settle steps. **Images are stored as the simulator renders them**: robosuite's default
 ``macros.IMAGE_CONVENTION = "opengl"``, i.e. upside down, exactly like the official LIBERO
 files (which OpenVLA/openpi flip with ``[::-1, ::-1]`` when regenerating). The attribute
@@ -127,7 +128,7 @@ def read_demo(path: str | Path, demo: str, upright: bool = True) -> dict[str, An
 
     Returns:
         ``{"obs": {key: array}, "actions": [T,7], "states", "robot_states", "rewards", "dones",
-        "language": str}``.
+        "language": str, "init_index": int | None}`` (``init_index`` only in AVBR files).
     """
     with h5py.File(path, "r") as f:
         data = f["data"]
@@ -139,6 +140,7 @@ def read_demo(path: str | Path, demo: str, upright: bool = True) -> dict[str, An
         for key in STEP_KEYS + ("rewards", "dones"):
             out[key] = group[key][()]
         out["language"] = json.loads(data.attrs["problem_info"])["language_instruction"]
+        out["init_index"] = int(group.attrs["avbr_init_index"]) if "avbr_init_index" in group.attrs else None
     if upright and convention == "opengl":
         for key in IMAGE_KEYS:
             if key in out["obs"]:
