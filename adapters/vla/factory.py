@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -118,12 +118,16 @@ class LoraSettings:
         r: LoRA rank (OpenVLA's recipe: 32).
         alpha: LoRA alpha (OpenVLA: ``min(r, 16)``).
         dropout: LoRA dropout (OpenVLA: 0.0).
+        extra_modules_to_save: more modules (dotted names in ``policy.model``) to train in full,
+            e.g. ``[language_model.lm_head]`` for a random-init OpenVLA smoke run, whose frozen
+            random output layer otherwise bounds the logits near uniform.
     """
 
     enabled: bool = True
     r: int = 32
     alpha: int = 16
     dropout: float = 0.0
+    extra_modules_to_save: list[str] = field(default_factory=list)
 
 
 def apply_lora(policy: VLAPolicy, settings: LoraSettings) -> None:
@@ -141,9 +145,13 @@ def apply_lora(policy: VLAPolicy, settings: LoraSettings) -> None:
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=policy.lora_target_regex,
-        modules_to_save=policy.new_modules(),
+        modules_to_save=policy.new_modules() + list(settings.extra_modules_to_save),
         init_lora_weights="gaussian",  # as OpenVLA's finetune.py
     )
+    names = {n for n, _ in policy.model.named_modules()}
+    unknown = [m for m in settings.extra_modules_to_save if m not in names]
+    if unknown:
+        raise ValueError(f"lora.extra_modules_to_save names no module of {type(policy.model).__name__}: {unknown}")
     policy.model = get_peft_model(policy.model, config)
 
 

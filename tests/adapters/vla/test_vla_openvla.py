@@ -125,3 +125,12 @@ def test_fake_openvla_7b_checkpoint_loads_strictly() -> None:
         load_openvla_7b(model, sd)
     with pytest.raises(KeyError, match="projector"):
         load_openvla_7b(model, {k: v for k, v in sd.items() if not k.startswith(OPENVLA_DROPPED[1])})
+
+
+def test_extra_modules_to_save(make_policy) -> None:
+    policy = make_policy("openvla")
+    with pytest.raises(ValueError, match="names no module"):
+        apply_lora(policy, LoraSettings(r=4, extra_modules_to_save=["language_model.lm_hed"]))
+    apply_lora(policy, LoraSettings(r=4, extra_modules_to_save=["language_model.lm_head"]))
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad and "lm_head" in n]
+    assert trainable and all("modules_to_save" in n for n in trainable)
