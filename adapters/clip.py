@@ -4,7 +4,7 @@ Entry ``clip``. ``source``: a hub id (``openai/clip-vit-base-patch16``, ``-large
 local ``save_pretrained`` folder of a ``CLIPModel`` or ``CLIPVisionModel``. ``convert_clip`` keeps
 the ``vision_model.*`` tensors (prefix stripped) and drops, by name, the text tower and the
 contrastive heads (``text_model.*``, ``text_projection.*``, ``visual_projection.*``,
-``logit_scale``).
+``logit_scale``) and the ``vision_model.embeddings.position_ids`` buffer old checkpoints stored.
 
 Readout: ``cls`` = ``pooler_output``, the CLS token after ``post_layernorm`` (what CLIP's
 ``visual_projection`` consumes; ``last_hidden_state`` is *not* normalised). ``patches`` = the
@@ -39,7 +39,9 @@ PRESETS = {
 }
 _COMMON = dict(image_size=224, hidden_act="quick_gelu", projection_dim=512)
 
-_DROP = ("text_model.", "text_projection.", "visual_projection.", "logit_scale")
+# `vision_model.embeddings.position_ids` is a buffer that transformers < 4.31 saved (the OpenAI
+# conversions on the hub still hold it); the installed version recomputes it (non-persistent).
+_DROP = ("text_model.", "text_projection.", "visual_projection.", "logit_scale", "vision_model.embeddings.position_ids")
 
 
 def convert_clip(state_dict: StateDict) -> StateDict:

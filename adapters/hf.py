@@ -38,16 +38,15 @@ def rename_keys(state_dict: StateDict, renames: list[tuple[str, str]]) -> StateD
 
 
 def select_prefix(state_dict: StateDict, keep: str, drop: tuple[str, ...]) -> StateDict:
-    """Keys under ``keep`` with the prefix removed; keys under any ``drop`` prefix are discarded.
+    """Keys under any ``drop`` prefix are discarded; keys under ``keep`` lose that prefix.
 
     Any other key is kept unchanged, so that :func:`load_strict` reports it as unexpected.
     """
     out = {}
     for k, v in state_dict.items():
-        if k.startswith(keep):
-            out[k[len(keep) :]] = v
-        elif not k.startswith(drop):
-            out[k] = v
+        if k.startswith(drop):
+            continue
+        out[k[len(keep) :] if k.startswith(keep) else k] = v
     return out
 
 

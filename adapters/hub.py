@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -40,9 +41,10 @@ def resolve_hf_dir(source: str, encoder: str) -> Path:
         source: a local directory or a hub repo id (``"facebook/dinov2-small"``).
         encoder: the registry name, quoted in the offline error.
     """
+    source = os.path.expanduser(source)
     if os.path.isdir(source):
         return Path(source)
-    if os.path.exists(source) or source.startswith((".", "/", "~")):
+    if os.path.exists(source) or source.startswith((".", "/")):
         raise WeightsNotFoundError(f"{source!r} is not a directory: expected a save_pretrained folder with config.json")
     from huggingface_hub import snapshot_download
 
@@ -54,6 +56,7 @@ def resolve_hf_dir(source: str, encoder: str) -> Path:
 
 def resolve_hf_file(source: str, filename: str, encoder: str) -> Path:
     """A local file or directory (``<dir>/<filename>``) as is, else ``hf_hub_download``."""
+    source = os.path.expanduser(source)
     if os.path.isfile(source):
         return Path(source)
     if os.path.isdir(source):
@@ -61,7 +64,7 @@ def resolve_hf_file(source: str, filename: str, encoder: str) -> Path:
         if not path.is_file():
             raise WeightsNotFoundError(f"{source!r} has no {filename}")
         return path
-    if source.startswith((".", "/", "~")):
+    if source.startswith((".", "/")):
         raise WeightsNotFoundError(f"{source!r} does not exist")
     from huggingface_hub import hf_hub_download
 
@@ -89,4 +92,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return out
     if path.suffix == ".safetensors":
         return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path} holds Python objects besides tensors, which are not loaded (weights_only=True). If you "
+            f"trust the file, re-save its tensors once: torch.save(torch.load(p, weights_only=False)[...], p2)"
+        ) from exc

@@ -57,3 +57,14 @@ def test_strict_names_missing_key(clip_dir) -> None:
     save_file(sd, directory / "model.safetensors")
     with pytest.raises(StrictLoadError, match=r"post_layernorm\.bias"):
         build_encoder(EncoderConfig(name="clip", source=str(directory), device="cpu"))
+
+
+def test_old_checkpoint_position_ids_buffer_is_dropped(clip_dir, make_frames) -> None:
+    """transformers < 4.31 saved ``vision_model.embeddings.position_ids``; it is dropped by name."""
+    model, directory = clip_dir
+    sd = load_file(directory / "model.safetensors")
+    n = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    sd["vision_model.embeddings.position_ids"] = torch.arange(n * n + 1)[None]
+    save_file(sd, directory / "model.safetensors")
+    enc = build_encoder(EncoderConfig(name="clip", source=str(directory), device="cpu"))
+    assert enc.encode(None, make_frames(1, 32, 32)).cls.shape == (1, 32)
