@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +104,14 @@ def test_killed_worker_is_replaced_and_episode_fails() -> None:
     assert failed[0].episode == 0 and failed[0].length == 4
     assert all(r.error is None and r.length == 8 for r in records if r is not failed[0])
     assert len(records) == 4
+
+
+def test_bench_envs_subcommand(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "eval" / "bench.py"
+    out = tmp_path / "envs.json"
+    subprocess.run([sys.executable, str(script), "envs", "--workers", "1", "2", "--steps", "3",
+                    "--no-render", "--out", str(out)], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert [r["workers"] for r in result["results"]] == [1, 2]
+    assert all(r["steps_per_s"] > 0 and r["timed_steps"] == 3 * r["workers"] for r in result["results"])
+    assert result["results"][0]["speedup_vs_first"] == 1.0
