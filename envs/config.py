@@ -47,7 +47,8 @@ class SuiteConfig:
             task; robosuite: the scene is sampled with numpy seed ``init_state_offset + j``). The
             assignment is fixed before any episode runs, so it never depends on finishing order.
         control_freq: controller frequency in Hz (LIBERO and robosuite default 20).
-        renderer: ``egl`` or ``osmesa`` (``MUJOCO_GL``); checked at start-up.
+        renderer: ``egl`` or ``osmesa``; ``None`` takes ``$MUJOCO_GL``, else ``egl``. Checked at
+            start-up (:func:`avbr.envs.renderer.configure_renderer`), exported to the workers.
         assets_dir: LIBERO asset directory; ``None`` searches ``$AVBR_LIBERO_ASSETS``, the
             libero package and its download cache (see :mod:`avbr.envs.libero_assets`).
         step_timeout_s: a worker silent this long during one step/reset is treated as crashed
@@ -64,7 +65,7 @@ class SuiteConfig:
     max_steps: int | None = None
     init_state_offset: int = 0
     control_freq: int = 20
-    renderer: str = "egl"
+    renderer: str | None = None
     assets_dir: str | None = None
     step_timeout_s: float = 300.0
     episode_timeout_s: float = 1800.0
