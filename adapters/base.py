@@ -86,6 +86,24 @@ class Features:
             pixelwise_fused=self.pixelwise_fused,
         )
 
+    def split(self, size: int) -> list[Features]:
+        """Chunks of ``size`` samples along ``B`` (inverse of batching several inputs together)."""
+        def chunks(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return t.split(size)
+
+        n = len(chunks(self.cls))
+        return [
+            Features(
+                cls=chunks(self.cls)[i],
+                patches=chunks(self.patches)[i],
+                grid=self.grid,
+                stream_cls={k: chunks(v)[i] for k, v in self.stream_cls.items()},
+                stream_patches={k: chunks(v)[i] for k, v in self.stream_patches.items()},
+                pixelwise_fused=self.pixelwise_fused,
+            )
+            for i in range(n)
+        ]
+
     @staticmethod
     def concat_frames(prev: Features, curr: Features) -> Features:
         """``frames="both"``: features of prev and curr concatenated on ``D`` (``D`` doubles).
@@ -282,17 +300,18 @@ class EncoderAdapter(nn.Module):
         ``prev`` may be None for one-frame encoders with ``frames="curr"``, and for two-frame
         encoders on a still image (their documented still-image input).
         """
+        uses_prev = self.contract.frames_needed == 2 or self.frames == "both"
+        if self.frames == "both" and prev is None:
+            raise ValueError("frames='both' needs prev frames; pass encode(prev, curr)")
         curr_px = self.preprocess(curr)
-        prev_px = None if prev is None else self.preprocess(prev)
-        dev = self.device.type
-        ctx = torch.autocast(dev, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
+        prev_px = self.preprocess(prev) if uses_prev and prev is not None else None
+        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
         with ctx:
             if self.contract.frames_needed == 2:
                 out = self.forward_pixels(prev_px, curr_px)
-            elif self.frames == "both":
-                if prev_px is None:
-                    raise ValueError("frames='both' needs prev frames; pass encode(prev, curr)")
-                out = Features.concat_frames(self.forward_pixels(None, prev_px), self.forward_pixels(None, curr_px))
+            elif self.frames == "both":  # one forward over [prev; curr], split back on B
+                both = self.forward_pixels(None, torch.cat([prev_px, curr_px]))
+                out = Features.concat_frames(*both.split(len(curr_px)))
             else:
                 out = self.forward_pixels(None, curr_px)
         return out.to(dtype=torch.float32)
