@@ -74,3 +74,15 @@ def test_timm_strict_names_missing_key(tmp_path, tiny_timm) -> None:
     save_file(sd, tmp_path / "model.safetensors")
     with pytest.raises(StrictLoadError, match=r"blocks\.0\.attn\.qkv\.weight"):
         build_encoder(EncoderConfig(name="dinov2_timm", source=str(tmp_path), img_size=56, model_kwargs=tiny_timm, device="cpu"))
+
+
+def test_hf_swiglu_giant_layout(tmp_path, make_frames) -> None:
+    """The giant model's SwiGLU ``mlp.weights_in`` is split into gate/up projections."""
+    model = Dinov2Model(Dinov2Config(**{**TINY, "use_swiglu_ffn": True})).eval()
+    model.save_pretrained(tmp_path / "g")
+    assert any(".mlp.weights_in." in k for k in load_file(tmp_path / "g" / "model.safetensors"))
+    enc = build_encoder(EncoderConfig(name="dinov2_hf", source=str(tmp_path / "g"), img_size=28, device="cpu"))
+    x = make_frames(2, 28, 28)
+    with torch.no_grad():
+        ref = model(pixel_values=enc.preprocess(x)).last_hidden_state
+    torch.testing.assert_close(enc.encode(None, x).cls, ref[:, 0], atol=1e-4, rtol=0)
