@@ -9,8 +9,9 @@ strictly; its registry name must match the entry. ``source: null`` = random init
 the control.
 
 Input: the models take float frames in ``[0, 1]`` at their ``img_size`` and compute the M/P
-channels themselves (``avbr.preprocess``), so the contract has no mean/std: squash-resize to
-``img_size`` (bilinear, antialiased), scale by 1/255. ``prev=None`` is a still image (M = 0).
+channels themselves (``avbr.preprocess``), so the contract has no mean/std: the short side is
+resized to ``img_size`` and the centre cropped (bilinear, antialiased), as the pretraining data
+pipeline does (``avbr.data.mixture.resize_center_crop``), then scaled by 1/255. ``prev=None`` is a still image (M = 0).
 P-only needs one frame; the others need the pair.
 
 Readout: ``cls``/``patches`` are ``EncoderOutput.cls/patches`` (for two-stream: the CLS fusion and
@@ -49,14 +50,15 @@ class OursAdapter(EncoderAdapter):
         contract = InputContract(
             source=source or f"random init ({kind}, {model.cfg.preset})",
             resolution=(model.img_size, model.img_size),
-            resize="squash",
+            resize="center_crop",
+            crop_pct=1.0,
             interpolation="bilinear",
             mean=(0.0, 0.0, 0.0),
             std=(1.0, 1.0, 1.0),
             normalised_inside=True,
             frames_needed=model.frames_needed,
             licence="MIT",
-            reference="docs/CONVENTIONS.md: avbr.models take float [B,3,H,W] in [0,1] at img_size",
+            reference="docs/CONVENTIONS.md (float [0,1] at img_size); avbr.data.mixture.resize_center_crop (pretraining)",
         )
         super().__init__(contract, frames, autocast_bf16)
         self.model = model

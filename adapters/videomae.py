@@ -23,7 +23,8 @@ tubelet (time) axis, one token per spatial patch; ``cls [B, D]`` = the mean of a
 pooling VideoMAE's own classifier uses (``use_mean_pooling``). No mask is applied at feature
 time (``bool_masked_pos=None``).
 
-Preprocessing: 224 px, short side 224 then center crop, bilinear, ImageNet mean/std
+Preprocessing: 224 px, short side 224 then center crop, bilinear (also what our pretraining data
+pipeline does, ``avbr.data.mixture.resize_center_crop``), ImageNet mean/std
 (VideoMAE's ``IMAGENET_DEFAULT_MEAN/STD``, recorded in ``MCG-NJU/videomae-base``
 ``preprocessor_config.json``; its pixel-reconstruction targets assume it). A folder's own
 ``preprocessor_config.json`` wins. Licence: CC-BY-NC-4.0 (MCG-NJU weights); ours: MIT.

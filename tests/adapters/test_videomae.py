@@ -68,3 +68,16 @@ def test_strict_names_missing_key(ours_dir) -> None:
     save_file(sd, directory / "model.safetensors")
     with pytest.raises(StrictLoadError, match=r"encoder\.layer\.0\.attention\.attention\.query\.bias"):
         build_encoder(EncoderConfig(name="videomae_ours", source=str(directory), device="cpu"))
+
+
+def test_loads_what_our_pretraining_exports(tmp_path, make_frames) -> None:
+    """``avbr.objectives.VideoMAE.export_encoder`` writes a bare VideoMAEModel folder."""
+    from avbr.objectives import build_objective
+
+    objective = build_objective("videomae", encoder_kwargs=dict(preset="tiny", depth=3, img_size=32, patch_size=16)).eval()
+    objective.export_encoder(tmp_path / "enc")
+    enc = build_encoder(EncoderConfig(name="videomae_ours", source=str(tmp_path / "enc"), device="cpu"))
+    prev, curr = make_frames(2, 32, 32, seed=5), make_frames(2, 32, 32, seed=6)
+    with torch.no_grad():
+        tokens = objective.encoder(pixel_values=torch.stack([enc.preprocess(prev), enc.preprocess(curr)], 1)).last_hidden_state
+    torch.testing.assert_close(enc.encode(prev, curr).patches, tokens, atol=1e-4, rtol=0)
