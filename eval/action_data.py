@@ -6,19 +6,21 @@ stacks the pairs. Sources with actions:
 
 **Bridge V2, raw release** (``source: bridge``, ``avbr.data.bridge.BridgeSource``)::
 
-    <root>/<...>/traj_group<g>/traj<n>/
+    <root>/<...>/<date>/raw/traj_group<g>/traj<n>/
         images0/im_0.jpg ... im_{T-1}.jpg   RGB frames of camera 0 (``images1``, ``images2``: others)
         policy_out.pkl                      list of T-1 dicts; ``d["actions"]`` is the 7-D action
                                             [dx, dy, dz, droll, dpitch, dyaw, gripper]
                                             (gripper continuous in [0, 1], 1 = open)
-        obs_dict.pkl                        dict of arrays: ``state`` [T, 7], ``qpos``, ``qvel``,
-                                            ``eef_transform``, ``time_stamp``, ...
+        obs_dict.pkl                        dict of per-step arrays: ``full_state``, ``state``,
+                                            ``qpos``, ``qvel``, ``eef_transform``, ``time_stamp``, ...
         agent_data.pkl                      (not read)
         lang.txt                            instruction, then ``confidence: <x>`` lines
 
-    (layout of rail-berkeley/bridge_data_v2's raw download, as its ``bridgedata_raw_to_numpy.py``
-    reads it.) The trajectory id is the folder path relative to ``root``, so the split is by
-    trajectory.
+    (the layout that rail-berkeley/bridge_data_v2's ``data_processing/bridgedata_raw_to_numpy.py``
+    reads: actions from ``policy_out.pkl`` entries' ``"actions"``, frame ``t`` paired with action
+    ``t``.) The trajectory id is the folder path relative to ``root``, so the split is by
+    trajectory. Caveat from that script: data collected before 2021-07-23 has a one-step camera
+    latency (it drops the first observation and the last action); the reader does not shift it.
 
 **Bridge V2, RLDS / TFDS release** (``bridge_dataset/1.0.0/*.tfrecord-*``: episodes with
 ``steps/{observation/{image_0..3, state}, action [7], language_instruction}``) is **not read
