@@ -78,7 +78,7 @@ def kfold_indices(n: int, folds: int, groups: Array | None = None, seed: int = 0
     rng = np.random.default_rng(seed)
     if groups is None:
         return np.array_split(rng.permutation(n), folds)
-    g = np.asarray(torch.as_tensor(groups).cpu())
+    g = groups.cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)  # ints or str ids
     uniq = rng.permutation(np.unique(g))
     if len(uniq) < folds:
         raise ValueError(f"{folds}-fold cross-validation needs at least {folds} groups, got {len(uniq)}")

@@ -36,8 +36,8 @@ def test_ridge_cv_regularises_noise() -> None:
     assert probe.lam >= 1.0
 
 
-def test_group_folds_keep_groups_together() -> None:
-    groups = np.repeat(np.arange(10), 7)
+@pytest.mark.parametrize("groups", [np.repeat(np.arange(10), 7), np.repeat([f"ep{i}" for i in range(10)], 7)])
+def test_group_folds_keep_groups_together(groups: np.ndarray) -> None:
     for val in kfold_indices(len(groups), 5, groups):
         assert set(groups[val]).isdisjoint(set(np.delete(groups, val)))
 
