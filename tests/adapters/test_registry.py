@@ -47,3 +47,22 @@ def test_random_init_control_shapes(name: str, make_frames) -> None:
 
 def test_every_family_has_a_random_init_test() -> None:
     assert set(list_encoders()) - set(TINY) <= {"r3m", "two_stream", "single_stream", "early_fusion", "m_only", "p_only"}
+
+
+def test_every_config_option_is_a_registry_name_and_validates() -> None:
+    """``configs/encoder/<name>.yaml`` composes (schema + file) into a valid EncoderConfig."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import avbr.adapters.features  # noqa: F401  (stores the tool's primary config)
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    options = sorted(p.stem for p in (root / "encoder").glob("*.yaml"))
+    assert options == list_encoders()
+    with initialize_config_dir(config_dir=str(root), version_base=None):
+        for name in options:
+            cfg = compose(config_name="features_app", overrides=[f"encoder={name}"])
+            enc = EncoderConfig(**OmegaConf.to_container(cfg.encoder))
+            assert enc.name == name
