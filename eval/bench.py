@@ -55,7 +55,8 @@ def _machine() -> dict[str, Any]:
                              text=True, check=False).stdout.strip()
     except OSError:
         sha = ""
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+    return {"cpu_count": os.cpu_count(), "load_average_1_5_15": os.getloadavg(),
+            "platform": platform.platform(),
             "python": platform.python_version(), "git_sha": sha,
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -126,7 +127,14 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
         tasks = list_tasks(cfg)
         ids = args.tasks if args.tasks else [t.task_id for t in tasks]
         t0 = time.perf_counter()
-        records = run_expert_episodes(cfg, ids, args.episodes, args.workers)
+        done: dict[int, int] = {}
+
+        def progress(record: Any) -> None:
+            done[record.task_id] = done.get(record.task_id, 0) + 1
+            if done[record.task_id] == args.episodes:
+                print(f"  {suite} task {record.task_id}: all {args.episodes} episodes done", flush=True)
+
+        records = run_expert_episodes(cfg, ids, args.episodes, args.workers, on_episode=progress)
         per_task = []
         for task in tasks:
             recs = [r for r in records if r.task_id == task.task_id]
