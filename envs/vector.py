@@ -424,7 +424,9 @@ def run_expert_episodes(cfg: SuiteConfig, tasks: Sequence[int] | None = None,
     """Run the scripted expert (:mod:`avbr.envs.experts`) for whole episodes inside the workers.
 
     Same episode protocol and crash handling as :func:`run_episodes`; episodes run
-    asynchronously, each worker taking the next episode as soon as it is free.
+    asynchronously, each worker taking the next episode as soon as it is free. Once a task turns
+    out to have no expert (``ExpertUnavailable``), its remaining episodes are recorded as failed
+    with that error without running.
 
     Args:
         record: return the per-step demo arrays in ``EpisodeRecord.data`` (see
@@ -446,11 +448,21 @@ def run_expert_episodes(cfg: SuiteConfig, tasks: Sequence[int] | None = None,
         if on_episode is not None:
             on_episode(record)
 
+    unavailable: dict[int, str] = {}  # task id -> ExpertUnavailable error (skip its episodes)
+
+    def failed(spec: EpisodeSpec, error: str) -> EpisodeRecord:
+        return EpisodeRecord(task_id=spec.task_id, init_index=spec.init_index, episode=spec.episode,
+                             success=False, length=0, error=error,
+                             language=infos[spec.task_id].language)
+
     try:
         while queue or busy:
             for i in range(len(pool)):
-                if i not in busy and queue:
+                while i not in busy and queue:
                     spec = queue.popleft()
+                    if spec.task_id in unavailable:
+                        done(failed(spec, unavailable[spec.task_id]))
+                        continue
                     pool.send(i, "expert", spec, record)
                     busy[i] = (spec, time.monotonic())
             handles = [pool.conns[i] for i in busy] + [pool.procs[i].sentinel for i in busy]
@@ -464,10 +476,10 @@ def run_expert_episodes(cfg: SuiteConfig, tasks: Sequence[int] | None = None,
                 try:
                     done(pool.recv(i, timeout=0.0))
                 except (WorkerCrashed, EpisodeError) as exc:
-                    done(EpisodeRecord(task_id=spec.task_id, init_index=spec.init_index,
-                                       episode=spec.episode, success=False, length=0,
-                                       error=f"{type(exc).__name__}: {exc}",
-                                       language=infos[spec.task_id].language))
+                    error = f"{type(exc).__name__}: {exc}"
+                    if "ExpertUnavailable" in error:
+                        unavailable[spec.task_id] = error
+                    done(failed(spec, error))
     finally:
         pool.close()
     return sorted(records, key=lambda r: (r.task_id, r.episode))
