@@ -14,7 +14,16 @@ Read ``adapters/vla/README.md`` for the decisions (routes, key mappings, deviati
 from .action_tokenizer import ActionTokenizer
 from .backbone import BACKBONES, BackboneConfig, VisionBackbone, VisionTokens, build_backbone
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
-from .factory import VLAS, LoraSettings, apply_lora, build_policy, load_finetuned, load_released, make_config, save_finetuned
+from .factory import (
+    VLAS,
+    LoraSettings,
+    apply_lora,
+    build_policy,
+    load_finetuned,
+    load_released,
+    make_config,
+    save_finetuned,
+)
 from .normalize import Normalizer
 from .openvla import OpenVLAConfig, OpenVLAModel, OpenVLAPolicy, convert_openvla_7b
 from .pi0 import Pi0Config, Pi0Model, Pi0Policy, convert_lerobot_pi0

@@ -180,7 +180,7 @@ def write_synthetic_demos(
                 closed = -1.0
                 for _ in range(length):
                     img = np.full((size, size, 3), 110, np.uint8)
-                    for (x, y), colour in zip(blocks, ((220, 40, 40), (40, 200, 60))):
+                    for (x, y), colour in zip(blocks, ((220, 40, 40), (40, 200, 60)), strict=True):
                         _square(img, x, y, 0.08, colour)
                     _square(img, eef[0], eef[1], 0.05, (40, 60, 230))
                     delta = blocks[task_id] - eef

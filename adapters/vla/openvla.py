@@ -42,7 +42,6 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -285,7 +284,7 @@ class OpenVLAPolicy(VLAPolicy):
         length = max(r.shape[0] for r in rows)
         pads = [length - r.shape[0] for r in rows]
         pad_emb = embed(torch.tensor([self.tokenizer.pad_token_id], device=dev))  # [1, W]
-        embeds = torch.stack([torch.cat([pad_emb.expand(p, -1), r], 0) for p, r in zip(pads, rows)])  # [B, L, W]
+        embeds = torch.stack([torch.cat([pad_emb.expand(p, -1), r], 0) for p, r in zip(pads, rows, strict=True)])  # [B, L, W]
         mask = torch.stack([torch.arange(length, device=dev) >= p for p in pads]).long()  # [B, L]
         return embeds, mask, pads
 

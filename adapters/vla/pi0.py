@@ -261,7 +261,7 @@ class PaliGemmaWithExpert(nn.Module):
         new_kv: list[tuple[Tensor, Tensor]] = []
         for li in range(len(towers[0].layers)):
             qs, ks, vs = [], [], []
-            for (ti, _), h in zip(active, hidden):
+            for (ti, _), h in zip(active, hidden, strict=True):
                 layer = towers[ti].layers[li]
                 x = layer.input_layernorm(h)
                 shape = (b, x.shape[1], -1, head_dim)
@@ -281,7 +281,7 @@ class PaliGemmaWithExpert(nn.Module):
             )  # [B, nh, Lq, hd]
             att = att.transpose(1, 2).reshape(b, q.shape[2], -1)  # [B, Lq, nh * hd]
             outs, start = [], 0
-            for (ti, _), h, n in zip(active, hidden, lengths):
+            for (ti, _), h, n in zip(active, hidden, lengths, strict=True):
                 layer = towers[ti].layers[li]
                 h = h + layer.self_attn.o_proj(att[:, start : start + n])
                 h = h + layer.mlp(layer.post_attention_layernorm(h))
@@ -289,7 +289,7 @@ class PaliGemmaWithExpert(nn.Module):
                 start += n
             hidden = outs
         outputs: list[Tensor | None] = [None, None]
-        for (ti, _), h in zip(active, hidden):
+        for (ti, _), h in zip(active, hidden, strict=True):
             outputs[ti] = towers[ti].norm(h)
         return outputs, (new_kv if use_cache else None)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from avbr.adapters.vla.data import LiberoDemoDataset, collate, write_synthetic_demos
 from avbr.adapters.vla.factory import VLAS, build_policy, make_config
 from avbr.adapters.vla.openvla import OpenVLAConfig
 from avbr.adapters.vla.tokenizer import build_tiny_tokenizer
 from vla_fixtures import TINY
+
 
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:

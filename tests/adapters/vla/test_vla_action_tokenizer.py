@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from avbr.adapters.vla.action_tokenizer import ActionTokenizer
 
 

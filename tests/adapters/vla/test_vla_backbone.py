@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from avbr.adapters.vla.backbone import BackboneConfig, build_backbone, frames_to_float, pool_tokens, pooled_grid
 
 

@@ -6,13 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import avbr.adapters.vla.finetune as ft
 import pytest
 import torch
+from avbr.adapters.vla.factory import load_finetuned, make_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-import avbr.adapters.vla.finetune as ft
-from avbr.adapters.vla.factory import load_finetuned, make_config
 
 CONFIG_DIR = str(Path(ft.__file__).resolve().parents[2] / "configs" / "vla")
 OPTIONS = sorted(p.stem for p in Path(CONFIG_DIR, "vla").glob("*.yaml"))

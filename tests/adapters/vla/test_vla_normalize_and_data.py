@@ -6,8 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-from avbr.adapters.vla.data import LiberoDemoDataset, SYNTHETIC_TASKS
+from avbr.adapters.vla.data import SYNTHETIC_TASKS, LiberoDemoDataset
 from avbr.adapters.vla.normalize import Normalizer
 
 

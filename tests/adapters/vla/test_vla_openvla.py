@@ -4,10 +4,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from transformers import LlamaForCausalLM
-
 from avbr.adapters.vla.factory import LoraSettings, apply_lora
 from avbr.adapters.vla.openvla import OPENVLA_DROPPED, OpenVLAConfig, OpenVLAModel, llama_config, load_openvla_7b
+from transformers import LlamaForCausalLM
 from vla_fixtures import TWO_STREAM
 
 

@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-from transformers import GemmaConfig, GemmaForCausalLM, PaliGemmaConfig, PaliGemmaForConditionalGeneration
-
 from avbr.adapters.vla.factory import LoraSettings, apply_lora
 from avbr.adapters.vla.pi0 import (
     GEMMA_VARIANTS,
@@ -14,6 +12,7 @@ from avbr.adapters.vla.pi0 import (
     load_lerobot_pi0,
     make_att_2d_masks,
 )
+from transformers import GemmaConfig, GemmaForCausalLM, PaliGemmaConfig, PaliGemmaForConditionalGeneration
 from vla_fixtures import TWO_STREAM
 
 
