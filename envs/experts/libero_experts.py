@@ -19,22 +19,22 @@ LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", 
 
 
 def _target(env: object, name: str) -> PlaceTarget:
+    """Place target for a goal argument: a region site (on an object or fixture) or an object."""
     sim = env.sim
     if name in env.object_sites_dict:
         site = sim.model.site_name2id(name)
-        region = env.object_sites_dict[name]
-        parent = env.get_object(region.parent_name) if getattr(region, "parent_name", None) else None
-        if parent is not None and region.parent_name in env.obj_body_id:
-            geoms = collision_geoms(sim.model, env.obj_body_id[region.parent_name])
-            site_xy = lambda: np.array(sim.data.site_xpos[site][:2])  # noqa: E731
+        parent_name = getattr(env.object_sites_dict[name], "parent_name", None)
+        site_xy = lambda: np.array(sim.data.site_xpos[site][:2])  # noqa: E731
+        if parent_name in env.obj_body_id:
+            # Release above the parent's rim (a basket's walls), at most 5 cm above the site.
+            geoms = collision_geoms(sim.model, env.obj_body_id[parent_name])
 
             def surface() -> float:
-                pts_top = object_extent(sim, geoms).high[2]
-                return float(min(pts_top, sim.data.site_xpos[site][2] + 0.05))
+                return float(min(object_extent(sim, geoms).high[2], sim.data.site_xpos[site][2] + 0.05))
 
             return PlaceTarget(xy=site_xy, surface_z=surface, clearance=0.03)
-        return PlaceTarget(xy=lambda: np.array(sim.data.site_xpos[site][:2]),
-                           surface_z=lambda: float(sim.data.site_xpos[site][2]), clearance=0.03)
+        return PlaceTarget(xy=site_xy, surface_z=lambda: float(sim.data.site_xpos[site][2]),
+                           clearance=0.03)
     if name in env.obj_body_id:
         body = env.obj_body_id[name]
         geoms = collision_geoms(sim.model, body)
