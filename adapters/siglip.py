@@ -47,7 +47,9 @@ class SigLIPAdapter(EncoderAdapter):
 
     def __init__(self, model: SiglipVisionModel, contract: InputContract, frames: str = "curr", autocast_bf16: bool = False) -> None:
         super().__init__(contract, frames, autocast_bf16)
-        if not model.config.vision_use_head:
+        # Ask the module, not the config: older transformers have no vision_use_head field and wrap
+        # the tower in .vision_model.
+        if getattr(getattr(model, "vision_model", model), "head", None) is None:
             raise ValueError("this SigLIP checkpoint has no attention-pooling head (vision_use_head=false); "
                              "its cls readout is undefined here. Use a checkpoint with the head.")
         self.model = model
