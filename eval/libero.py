@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+import avbr.adapters  # noqa: E402,F401 - stores the encoder group's schema (encoder/schema)
 from avbr.envs.config import register_suite_schema  # noqa: E402
 from avbr.eval.evaluate import EvalConfig, evaluate  # noqa: E402
 from avbr.eval.records import git_state  # noqa: E402
