@@ -21,7 +21,6 @@ from torch import nn
 
 from avbr.models.config import EncoderConfig
 from avbr.models.output import EncoderOutput
-from avbr.models.vit import StreamViT
 from avbr.preprocess import M_CHANNELS, P_CHANNELS, m_channels, mp_channels, p_channels, to_float_frames
 
 __all__ = ["StreamInput", "INPUTS", "SingleViTEncoder"]
@@ -85,19 +84,9 @@ class SingleViTEncoder(nn.Module):
         self.registry_name = kind
         self.cfg = cfg
         self.input = INPUTS[kind]
-        vit = cfg.vit
-        self.vit = StreamViT(
-            in_chans=self.input.in_chans,
-            img_size=cfg.img_size,
-            patch_size=cfg.patch_size,
-            embed_dim=vit.embed_dim,
-            depth=vit.depth,
-            num_heads=vit.num_heads,
-            mlp_ratio=vit.mlp_ratio,
-            drop_path_rate=cfg.drop_path_rate,
-        )
+        self.vit = cfg.build_stream(self.input.in_chans)
         self.frames_needed = self.input.frames_needed
-        self.embed_dim = vit.embed_dim
+        self.embed_dim = cfg.vit.embed_dim
         self.img_size = cfg.img_size
         self.patch_size = cfg.patch_size
         self.grid = self.vit.grid

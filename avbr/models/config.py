@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avbr.models.fusion import CLS_FUSIONS, PIXEL_FUSIONS
-from avbr.models.vit import PRESETS, ViTPreset, resolve_preset
+from avbr.models.vit import PRESETS, StreamViT, ViTPreset, resolve_preset
 
 __all__ = ["EncoderConfig", "TwoStreamConfig"]
 
@@ -46,6 +46,20 @@ class EncoderConfig:
     @property
     def vit(self) -> ViTPreset:
         return resolve_preset(self.preset, self.depth)
+
+    def build_stream(self, in_chans: int) -> StreamViT:
+        """A ``StreamViT`` of this config's size over ``in_chans`` input channels."""
+        vit = self.vit
+        return StreamViT(
+            in_chans=in_chans,
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            embed_dim=vit.embed_dim,
+            depth=vit.depth,
+            num_heads=vit.num_heads,
+            mlp_ratio=vit.mlp_ratio,
+            drop_path_rate=self.drop_path_rate,
+        )
 
     @property
     def stage_ends(self) -> list[int]:

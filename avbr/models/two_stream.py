@@ -28,7 +28,6 @@ from torch import nn
 from avbr.models.config import TwoStreamConfig
 from avbr.models.fusion import build_cls_fusion, build_pixel_fusion
 from avbr.models.output import EncoderOutput
-from avbr.models.vit import StreamViT
 from avbr.preprocess import M_CHANNELS, P_CHANNELS, mp_channels
 
 __all__ = ["CLSExchange", "TwoStreamEncoder"]
@@ -64,24 +63,15 @@ class TwoStreamEncoder(nn.Module):
     def __init__(self, cfg: TwoStreamConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        vit = cfg.vit
-        kwargs = dict(
-            img_size=cfg.img_size,
-            patch_size=cfg.patch_size,
-            embed_dim=vit.embed_dim,
-            depth=vit.depth,
-            num_heads=vit.num_heads,
-            mlp_ratio=vit.mlp_ratio,
-            drop_path_rate=cfg.drop_path_rate,
-        )
-        self.m_vit = StreamViT(in_chans=M_CHANNELS, **kwargs)
-        self.p_vit = StreamViT(in_chans=P_CHANNELS, **kwargs)
+        dim = cfg.vit.embed_dim
+        self.m_vit = cfg.build_stream(M_CHANNELS)
+        self.p_vit = cfg.build_stream(P_CHANNELS)
         self.exchanges = nn.ModuleList(
-            CLSExchange(vit.embed_dim) for _ in cfg.stage_ends if cfg.mode == "interleaved"
+            CLSExchange(dim) for _ in cfg.stage_ends if cfg.mode == "interleaved"
         )
-        self.pixel_fusion = build_pixel_fusion(cfg.pixel_fusion, vit.embed_dim)
-        self.cls_fusion = None if self.pixel_fusion.shares_cls else build_cls_fusion(cfg.cls_fusion, vit.embed_dim)
-        self.embed_dim = vit.embed_dim
+        self.pixel_fusion = build_pixel_fusion(cfg.pixel_fusion, dim)
+        self.cls_fusion = None if self.pixel_fusion.shares_cls else build_cls_fusion(cfg.cls_fusion, dim)
+        self.embed_dim = dim
         self.img_size = cfg.img_size
         self.patch_size = cfg.patch_size
         self.grid = self.p_vit.grid
