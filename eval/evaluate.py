@@ -153,8 +153,7 @@ class _Wandb:
         if cfg.mode != "disabled":
             import wandb  # noqa: PLC0415
 
-            self.run = wandb.init(project=cfg.project, mode=cfg.mode, dir=str(out), config=config, name=name,
-                                  reinit=True)
+            self.run = wandb.init(project=cfg.project, mode=cfg.mode, dir=str(out), config=config, name=name)
 
     def log(self, data: dict[str, Any]) -> None:
         if self.run is not None:

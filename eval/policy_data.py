@@ -12,8 +12,8 @@ the 8-D proprio ``[ee_states (6), gripper_states (2)]`` (the layout of
 
 Encoding is the heavy part, so features are cached on disk (``.npz`` per demo file). The cache
 key covers the encoder weights (sha256 of the state dict), its input contract, the encoder
-config, the readout, cameras, gap ``k`` and the demo file's bytes: a changed input never reuses
-stale features.
+config, the readout, cameras, gap ``k``, the demo file's bytes and how many of its demos are
+used: a changed input never reuses stale features.
 
 Letters: ``T`` demo steps, ``D`` feature width.
 """
@@ -181,14 +181,14 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
     for task_id in task_order:
         path = files[task_id]
         keys = demo_keys(path)[: cfg.max_per_task]
-        key = _cache_key(encoder, encoder_cfg, spec, _file_digest(path))
+        key = _cache_key(encoder, encoder_cfg, spec, f"{_file_digest(path)}:{len(keys)}")
         cached = cache / f"{path.stem}-{key}.npz" if cache else None
         if cached is not None and cached.exists():
             with np.load(cached) as z:
                 arrays = {k: z[k] for k in z.files}
             info["cache_hits"] += 1
         else:
-            arrays = _encode_file(path, demo_keys(path), encoder, spec, camera_size, batch_size)
+            arrays = _encode_file(path, keys, encoder, spec, camera_size, batch_size)
             info["encoded_files"] += 1
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
