@@ -1,6 +1,6 @@
 """Rollout throughput of the evaluation loop and where its time goes (``python eval/bench.py eval``).
 
-One measurement runs ``episodes`` full episodes of ``max_steps`` policy steps with the real
+One measurement builds the simulators (process start-up is not timed), then runs ``episodes`` full episodes of ``max_steps`` policy steps with the real
 rollout policy (:class:`avbr.eval.rollout.EncoderPolicy`: frozen encoder + an untrained
 ``bc_mlp`` head, whose cost does not depend on its weights) in :class:`TrackingVectorEnv` with
 ``workers`` processes, and splits the wall time into
@@ -50,6 +50,9 @@ def measure_rollouts(suite: SuiteConfig, encoder: Any, spec: FeatureSpec, policy
     specs = episode_specs([task_id], episodes, suite.init_state_offset, task.num_init_states)
     venv = TrackingVectorEnv(suite, workers)
     try:
+        warm = venv.reset(list(range(workers)), [specs[i % len(specs)] for i in range(workers)])  # builds the sims
+        assert all(e is None for e in warm.error), warm.error
+        venv.busy_s = 0.0
         t0 = time.perf_counter()
         records = run_episodes(suite, policy, episodes=specs, venv=venv)
         wall = time.perf_counter() - t0
