@@ -30,13 +30,13 @@ import numpy as np
 
 from avbr.eval.action_data import PairSet
 from avbr.eval.features import TOKENS, encode_readouts, readout_applies
-from avbr.eval.flow import cell_targets, cells_to_pixels, epe, plot_flow_errors, synthetic_sequences
+from avbr.eval.flow import FlowSet, cell_targets, cells_to_pixels, epe, plot_flow_errors, synthetic_sequences
 from avbr.eval.probing import ProbeSettings, evaluate_probe, fit_probe, r2_per_dim, sign_accuracy, summarise_seeds
 from avbr.eval.spatial import ObjectTracks, relation_labels
 from avbr.eval.splits import check_no_leakage, split_by_group
 from avbr.registry import Registry
 
-__all__ = ["FlowConfig", "ProbeContext", "PROBE_TASKS", "probe_task_names"]
+__all__ = ["FlowConfig", "ProbeContext", "PROBE_TASKS", "probe_task_names", "fit_flow_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +155,28 @@ def temporal_order(ctx: ProbeContext) -> dict[str, Any]:
         for probe in ctx.probes}}
 
 
-@PROBE_TASKS.register("flow")
-def flow(ctx: ProbeContext) -> dict[str, Any]:
-    """Dense flow from patch tokens on synthetic sequences (ridge; see ``avbr.eval.flow``)."""
-    fc = ctx.flow
-    size = int(ctx.adapter.contract.resolution[0])
-    fs = synthetic_sequences(fc.n_sequences, size, fc.frames, fc.n_objects, fc.max_speed, fc.seed)
-    tokens = encode_readouts(ctx.adapter, fs.prev, fs.curr, [TOKENS], ctx.batch_size)[TOKENS]  # [M, N, D]
+def fit_flow_probe(
+    tokens: np.ndarray, fs: FlowSet, sub: int, seeds: list[int], fractions: tuple[float, float, float],
+    settings: ProbeSettings,
+) -> tuple[list[dict[str, Any]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Ridge from each patch token to its patch's sub-cell flow, split by sequence, per seed.
+
+    Args:
+        tokens: ``[M, N, D]`` patch tokens of the pairs of ``fs`` (square grid, row-major).
+        fs: the pairs and their ground-truth flow ``[M, S, S, 2]``.
+        sub: sub-cells per patch side.
+        seeds, fractions, settings: split seeds, shares and ridge grid (penalty chosen on val EPE).
+
+    Returns:
+        per-seed metrics (test EPE, zero-flow / mean-flow / oracle-cell EPE, chosen penalty) and
+        ``{seed: (test indices, predicted flow [M_test, S, S, 2])}``.
+    """
     m, n, d = tokens.shape
     side = int(round(n ** 0.5))
-    grid = (side, side)
     if side * side != n:
         raise ValueError(f"flow probe needs a square patch grid, got {n} tokens")
-    target = cell_targets(fs.flow, grid, fc.sub)  # [M, N, 2 sub^2]
+    grid, size = (side, side), fs.flow.shape[1]
+    target = cell_targets(fs.flow, grid, sub)  # [M, N, 2 sub^2]
 
     def flat(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return tokens[idx].reshape(-1, d), target[idx].reshape(len(idx) * n, -1)  # [|idx| N, D], [|idx| N, 2 sub^2]
@@ -175,23 +184,36 @@ def flow(ctx: ProbeContext) -> dict[str, Any]:
     def neg_epe(y: np.ndarray, yhat: np.ndarray) -> float:
         return -float(np.linalg.norm((y - yhat).reshape(len(y), -1, 2), axis=-1).mean())
 
-    per_seed = []
-    for seed in ctx.seeds:
-        split = split_by_group(fs.sequence, ctx.fractions, seed)
+    per_seed, preds = [], {}
+    for seed in seeds:
+        split = split_by_group(fs.sequence, fractions, seed)
         check_no_leakage(fs.sequence, split)
-        fitted = fit_probe("ridge", *flat(split.train), *flat(split.val), ctx.settings, neg_epe, seed)
-        pred = cells_to_pixels(fitted.predict(flat(split.test)[0]).reshape(len(split.test), n, -1), grid, fc.sub, size)
+        fitted = fit_probe("ridge", *flat(split.train), *flat(split.val), settings, neg_epe, seed)
+        pred = cells_to_pixels(fitted.predict(flat(split.test)[0]).reshape(len(split.test), n, -1), grid, sub, size)
         gt = fs.flow[split.test]
         train_mean = fs.flow[split.train].reshape(-1, 2).mean(0)
         per_seed.append({"epe": float(epe(pred, gt).mean()), "epe_zero_flow": float(np.linalg.norm(gt, axis=-1).mean()),
                          "epe_mean_flow": float(np.linalg.norm(gt - train_mean, axis=-1).mean()),
-                         "epe_oracle_cells": float(epe(cells_to_pixels(target[split.test], grid, fc.sub, size), gt).mean()),
+                         "epe_oracle_cells": float(epe(cells_to_pixels(target[split.test], grid, sub, size), gt).mean()),
                          "alpha": fitted.hparams["alpha"]})
-        if seed == ctx.seeds[0]:
-            k = min(fc.n_plot, len(split.test))
-            plot = plot_flow_errors(ctx.out_dir / f"flow_errors_{ctx.label}.png", fs.prev[split.test][:k],
-                                    fs.curr[split.test][:k], gt[:k], pred[:k], f"flow probe, {ctx.label} (test pairs)")
-    return {"frame_side": size, "grid": list(grid), "n_pairs": int(m), "per_seed": per_seed,
+        preds[seed] = (split.test, pred)
+    return per_seed, preds
+
+
+@PROBE_TASKS.register("flow")
+def flow(ctx: ProbeContext) -> dict[str, Any]:
+    """Dense flow from patch tokens on synthetic sequences (ridge; see ``avbr.eval.flow``)."""
+    fc = ctx.flow
+    size = int(ctx.adapter.contract.resolution[0])
+    fs = synthetic_sequences(fc.n_sequences, size, fc.frames, fc.n_objects, fc.max_speed, fc.seed)
+    tokens = encode_readouts(ctx.adapter, fs.prev, fs.curr, [TOKENS], ctx.batch_size)[TOKENS]  # [M, N, D]
+    per_seed, preds = fit_flow_probe(tokens, fs, fc.sub, ctx.seeds, ctx.fractions, ctx.settings)
+    test, pred = preds[ctx.seeds[0]]
+    k = min(fc.n_plot, len(test))
+    plot = plot_flow_errors(ctx.out_dir / f"flow_errors_{ctx.label}.png", fs.prev[test][:k], fs.curr[test][:k],
+                            fs.flow[test][:k], pred[:k], f"flow probe, {ctx.label} (test pairs)")
+    side = int(round(tokens.shape[1] ** 0.5))
+    return {"frame_side": size, "grid": [side, side], "n_pairs": int(len(tokens)), "per_seed": per_seed,
             "summary": summarise_seeds([{k: v for k, v in r.items() if k != "alpha"} for r in per_seed]),
             "plot": plot.name}
 
