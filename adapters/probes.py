@@ -5,17 +5,23 @@ Every probe has the same API (for the Bridge/LIBERO probing apps)::
     probe = build_probe("ridge")                 # or "mlp", "attentive"; kwargs = config fields
     probe.fit(train_X, train_Y, groups=episode_ids)
     pred = probe.predict(test_X)                 # [n, K]
-    metrics = probe.evaluate(test_X, test_Y)     # {"mse", "r2_mean", "r2_per_dim", "gripper_accuracy"}
+    metrics = probe.evaluate(test_X, test_Y)     # see regression_metrics
 
 ``X`` is ``[n, D]`` for ridge/MLP and ``[n, N, D]`` tokens for the attentive probe; ``Y`` is
-``[n, K]`` (actions: the last dimension is the gripper, -1 open / +1 closed). Inputs may be numpy
-or torch; computation runs on ``device`` (``"auto"`` = CUDA when available).
+``[n, K]`` (actions: the last dimension is the gripper). Inputs may be numpy or torch;
+computation runs on ``device`` (``"auto"`` = CUDA when available).
+
+This module is the one implementation of the probe models and their metrics; ``avbr.eval.probing``
+adds the eval apps' protocol on top (hyper-parameters selected on a val split, test reported,
+summaries over seeds) through :meth:`RidgeProbe.fit_path` and :meth:`MLPProbe.train_epochs`.
+
+Metrics take ``(y, yhat)``: the true targets first, the predictions second.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,48 +33,92 @@ from .readouts import AttentionPool
 from .registry import resolve_device
 
 __all__ = [
-    "r2_per_dim", "mse", "gripper_accuracy", "regression_metrics",
-    "Probe", "RidgeConfig", "RidgeProbe", "TrainConfig", "MLPProbe", "AttentiveProbe",
+    "r2_per_dim", "mean_r2", "mse", "gripper_accuracy", "midpoint_threshold", "sign_accuracy",
+    "regression_metrics",
+    "Standardiser", "Probe", "RidgeConfig", "RidgeProbe", "TrainConfig", "MLPProbe", "AttentiveProbe",
     "PROBES", "build_probe", "kfold_indices",
 ]
 
 Array = np.ndarray | torch.Tensor
 
 
-def _t(x: Array, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.as_tensor(x).to(device=device, dtype=dtype)
+def _t(x: Array, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.as_tensor(x).detach().to(device=device, dtype=dtype)
 
 
 # -- metrics -----------------------------------------------------------------------------------
-def r2_per_dim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Coefficient of determination per output dimension: ``[n, K]`` x 2 -> ``[K]``.
+def r2_per_dim(y: Array, yhat: Array) -> torch.Tensor:
+    """Coefficient of determination per target dimension: ``[n, K]`` x 2 -> ``[K]``.
 
-    ``1 - SS_res / SS_tot`` with ``SS_tot`` around the target's own mean; a constant target
-    dimension gives ``nan``.
+    ``1 - SS_res / SS_tot`` with ``SS_tot`` around the mean of the true ``y``. A dimension that is
+    constant in ``y`` has no defined R^2: it is ``nan`` (skipped by the means), not a misleading 0
+    or 1. Computed in the inputs' floating dtype (integer inputs: float64); the JSON metrics below
+    pass float64.
     """
-    ss_res = ((target - pred) ** 2).sum(0)
-    ss_tot = ((target - target.mean(0)) ** 2).sum(0)
-    return 1.0 - ss_res / ss_tot
+    y, yhat = torch.as_tensor(y), torch.as_tensor(yhat)
+    dtype = torch.promote_types(y.dtype, yhat.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.float64
+    y, yhat = y.to(dtype), yhat.to(y.device, dtype)
+    ss_res = ((y - yhat) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    return torch.where(ss_tot > 1e-12 * max(1, len(y)), 1.0 - ss_res / ss_tot, torch.full_like(ss_tot, float("nan")))
 
 
-def mse(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean squared error over all entries."""
-    return float(((pred - target) ** 2).mean())
+def mean_r2(y: Array, yhat: Array) -> float:
+    """Mean of :func:`r2_per_dim` (float64) over the defined dimensions; ``nan`` if none is."""
+    r2 = r2_per_dim(_t(y, dtype=torch.float64), _t(yhat, dtype=torch.float64))
+    return float(r2.nanmean()) if r2.isfinite().any() else float("nan")
 
 
-def gripper_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Fraction of samples whose last dimension has the target's sign (closed > 0, open <= 0)."""
-    return float(((pred[:, -1] > 0) == (target[:, -1] > 0)).float().mean())
+def mse(y: Array, yhat: Array) -> float:
+    """Mean squared error over all entries (float64)."""
+    return float(((_t(y, dtype=torch.float64) - _t(yhat, dtype=torch.float64)) ** 2).mean())
 
 
-def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float | list[float]]:
-    """``{"mse", "r2_mean", "r2_per_dim", "gripper_accuracy"}`` (JSON-able)."""
-    r2 = r2_per_dim(pred.double(), target.double())
+def midpoint_threshold(y: Array) -> float:
+    """Open/closed threshold of a gripper: the midpoint of its range in ``y [n]`` (training targets).
+
+    LIBERO's gripper is -1 open / +1 closed -> 0; Bridge V2's is 0 closed / 1 open -> 0.5.
+    """
+    y = _t(y, dtype=torch.float64)
+    return float(0.5 * (y.min() + y.max()))
+
+
+def gripper_accuracy(y: Array, yhat: Array, threshold: float = 0.0, dim: int = -1) -> float:
+    """Fraction of samples whose gripper (``dim``) is on the same side of ``threshold`` in ``yhat``
+    as in ``y``. Take ``threshold`` from the training targets (:func:`midpoint_threshold`; fitted
+    probes store it as ``gripper_threshold``): the default 0 is right for -1/+1 grippers only."""
+    g, gh = _t(y, dtype=torch.float64)[:, dim], _t(yhat, dtype=torch.float64)[:, dim]
+    return float(((g > threshold) == (gh > threshold)).double().mean())
+
+
+def sign_accuracy(y: Array, yhat: Array) -> float:
+    """Accuracy of ``sign(yhat)`` against ``+-1`` labels ``y`` (classification by regression)."""
+    return float((torch.as_tensor(yhat).sign() == torch.as_tensor(y).sign()).double().mean())
+
+
+def regression_metrics(y: Array, yhat: Array, gripper_dim: int | None = None, gripper_threshold: float = 0.0) -> dict[str, Any]:
+    """Test metrics of a regression probe (JSON-able).
+
+    Args:
+        y: ``[n, K]`` true targets.
+        yhat: ``[n, K]`` predictions.
+        gripper_dim: index of the gripper dimension (``-1`` = last) or None to skip gripper accuracy.
+        gripper_threshold: open/closed threshold of :func:`gripper_accuracy`.
+
+    Returns:
+        ``r2_per_dim`` (list, ``None`` where undefined), ``r2_mean`` (``None`` if no dimension is
+        defined), ``mse`` (mean over dims), ``mse_per_dim`` and ``gripper_accuracy`` (or ``None``).
+    """
+    y, yhat = _t(y, dtype=torch.float64), _t(yhat, dtype=torch.float64)
+    r2 = r2_per_dim(y, yhat)
+    mse_dim = ((y - yhat) ** 2).mean(0)
     return {
-        "mse": mse(pred, target),
-        "r2_mean": float(r2.nanmean()),
-        "r2_per_dim": [float(v) for v in r2],
-        "gripper_accuracy": gripper_accuracy(pred, target),
+        "r2_per_dim": [v if np.isfinite(v) else None for v in r2.tolist()],
+        "r2_mean": float(r2.nanmean()) if r2.isfinite().any() else None,
+        "mse": float(mse_dim.mean()),
+        "mse_per_dim": mse_dim.tolist(),
+        "gripper_accuracy": None if gripper_dim is None else gripper_accuracy(y, yhat, gripper_threshold, gripper_dim),
     }
 
 
@@ -86,8 +136,30 @@ def kfold_indices(n: int, folds: int, groups: Array | None = None, seed: int = 0
 
 
 # -- probes ------------------------------------------------------------------------------------
+class Standardiser:
+    """Per-channel standardisation with training statistics over all leading dimensions
+    (``[n, D]`` or ``[n, N, D]`` -> statistics ``[D]``); constant channels keep scale 1."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        flat = x.reshape(-1, x.shape[-1])  # [n (N), D]
+        self.mean = flat.mean(0)
+        std = flat.std(0)
+        self.std = torch.where(std > 1e-8, std, torch.ones_like(std))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
 class Probe:
-    """Base class: ``fit`` / ``predict`` / ``evaluate``."""
+    """Base class: ``fit`` / ``predict`` / ``evaluate``.
+
+    After ``fit``: ``x_norm`` and ``y_norm`` (:class:`Standardiser` of the training features and
+    targets) and ``gripper_threshold`` (:func:`midpoint_threshold` of the training targets' last
+    dimension, used by :meth:`evaluate`).
+    """
 
     def fit(self, X: Array, Y: Array, groups: Array | None = None) -> Probe:
         raise NotImplementedError
@@ -95,10 +167,14 @@ class Probe:
     def predict(self, X: Array) -> torch.Tensor:
         raise NotImplementedError
 
-    def evaluate(self, X: Array, Y: Array) -> dict[str, float | list[float]]:
-        """Metrics of ``predict(X)`` against ``Y`` (see :func:`regression_metrics`)."""
-        pred = self.predict(X)
-        return regression_metrics(pred.float().cpu(), torch.as_tensor(Y).float().cpu())
+    def _fit_normalisation(self, X: torch.Tensor, Y: torch.Tensor) -> None:
+        self.x_norm, self.y_norm = Standardiser(X), Standardiser(Y)
+        self.gripper_threshold = midpoint_threshold(Y[:, -1])
+
+    def evaluate(self, X: Array, Y: Array) -> dict[str, Any]:
+        """:func:`regression_metrics` of ``predict(X)`` against ``Y``, gripper = last dimension
+        binarised at the fitted ``gripper_threshold``."""
+        return regression_metrics(Y, self.predict(X).cpu(), gripper_dim=-1, gripper_threshold=self.gripper_threshold)
 
 
 @dataclass
@@ -108,8 +184,9 @@ class RidgeConfig:
     Objective on standardised features and targets: ``mean ||X W - Y||^2 + lam ||W||^2``.
 
     Attributes:
-        lambdas: candidate penalties ``lam`` (relative to the mean squared error, so comparable
-            across sample sizes); default ``10^-6 .. 10^3``, 19 values.
+        lambdas: candidate penalties ``lam`` (relative to the mean squared error, i.e. to the mean
+            eigenvalue ``1`` of the standardised ``X^T X / n``, so comparable across sample sizes);
+            default ``10^-6 .. 10^3``, 19 values.
         folds: K of the cross-validation (>= 2).
         seed: fold assignment seed.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; solves run in float64.
@@ -130,9 +207,9 @@ class RidgeConfig:
 class RidgeProbe(Probe):
     """Linear probe ``Y ~ X W + b``, solved in closed form through an eigendecomposition.
 
-    Features are standardised with the training mean/std; targets are centred and scaled. The
-    Gram matrix ``X^T X / n`` (``[D, D]``, or ``X X^T / n`` when ``n < D``) is decomposed once per
-    fold with ``torch.linalg.eigh``, so every ``lam`` costs one matrix product.
+    Features and targets are standardised with the training statistics. The Gram matrix
+    ``X^T X / n`` (``[D, D]``, or ``X X^T / n`` when ``n < D``) is decomposed once per fit with
+    ``torch.linalg.eigh``, so every ``lam`` costs one matrix product.
 
     Attributes (after ``fit``): ``lam`` the chosen penalty, ``cv_mse`` ``{lam: mean validation
     MSE in standardised target units}``.
@@ -156,37 +233,48 @@ class RidgeProbe(Probe):
         proj = U.T @ Y  # [n, K]
         return [X.T @ (U @ (proj / (s + lam)[:, None])) / n for lam in lambdas]
 
-    @staticmethod
-    def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = X.mean(0), X.std(0, unbiased=False)
-        return mean, torch.where(std > 1e-12, std, torch.ones_like(std))
-
-    def fit(self, X: Array, Y: Array, groups: Array | None = None) -> RidgeProbe:
-        """``X [n, D]``, ``Y [n, K]``; ``groups [n]`` keeps each group inside one CV fold."""
+    def _inputs(self, X: Array, Y: Array) -> tuple[torch.Tensor, torch.Tensor]:
         X, Y = _t(X, self.device, torch.float64), _t(Y, self.device, torch.float64)
         if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
             raise ValueError(f"ridge expects X [n, D] and Y [n, K], got {tuple(X.shape)} and {tuple(Y.shape)}")
+        return X, Y
+
+    def fit_path(self, X: Array, Y: Array) -> RidgeProbe:
+        """Solve for every penalty of ``cfg.lambdas`` on ``X [n, D]``, ``Y [n, K]`` without
+        selecting one: then :meth:`predict_path` and :meth:`select` (used for selection on a
+        separate val split, and by the cross-validation of :meth:`fit`)."""
+        X, Y = self._inputs(X, Y)
+        self._fit_normalisation(X, Y)
+        self.path = self._solve(self.x_norm(X), self.y_norm(Y), list(self.cfg.lambdas))
+        return self.select(0)
+
+    def predict_path(self, X: Array) -> list[torch.Tensor]:
+        """``X [n, D]`` -> one prediction ``[n, K]`` (float64) per penalty of ``cfg.lambdas``."""
+        Xs = self.x_norm(_t(X, self.device, torch.float64))
+        return [self.y_norm.inverse(Xs @ W) for W in self.path]
+
+    def select(self, i: int) -> RidgeProbe:
+        """Keep the ``i``-th penalty of the path for :meth:`predict`."""
+        self.lam, self.W = self.cfg.lambdas[i], self.path[i]
+        return self
+
+    def fit(self, X: Array, Y: Array, groups: Array | None = None) -> RidgeProbe:
+        """``X [n, D]``, ``Y [n, K]``; ``groups [n]`` keeps each group inside one CV fold. The
+        penalty with the lowest CV MSE (standardised targets) is refitted on all samples."""
+        X, Y = self._inputs(X, Y)
         lambdas = list(self.cfg.lambdas)
         errors = torch.zeros(len(lambdas), dtype=torch.float64, device=self.device)
         for val in kfold_indices(len(X), self.cfg.folds, groups, self.cfg.seed):
             train = np.setdiff1d(np.arange(len(X)), val)
-            xm, xs = self._standardise(X[train])
-            ym, ys = self._standardise(Y[train])
-            Ws = self._solve((X[train] - xm) / xs, (Y[train] - ym) / ys, lambdas)
-            xv, yv = (X[val] - xm) / xs, (Y[val] - ym) / ys
-            errors += torch.stack([((xv @ W - yv) ** 2).mean() for W in Ws]) * len(val) / len(X)
-        best = int(errors.argmin())
-        self.lam = lambdas[best]
+            fold = RidgeProbe(self.cfg).fit_path(X[train], Y[train])
+            yv = fold.y_norm(Y[val])
+            errors += torch.stack([((fold.y_norm(p) - yv) ** 2).mean() for p in fold.predict_path(X[val])]) * len(val) / len(X)
         self.cv_mse = {lam: float(e) for lam, e in zip(lambdas, errors)}
-        self.x_mean, self.x_std = self._standardise(X)
-        self.y_mean, self.y_std = self._standardise(Y)
-        self.W = self._solve((X - self.x_mean) / self.x_std, (Y - self.y_mean) / self.y_std, [self.lam])[0]
-        return self
+        return self.fit_path(X, Y).select(int(errors.argmin()))
 
     def predict(self, X: Array) -> torch.Tensor:
         """``X [n, D]`` -> ``[n, K]`` (float32, on the probe's device)."""
-        X = _t(X, self.device, torch.float64)
-        return (((X - self.x_mean) / self.x_std) @ self.W * self.y_std + self.y_mean).float()
+        return self.y_norm.inverse(self.x_norm(_t(X, self.device, torch.float64)) @ self.W).float()
 
 
 @dataclass
@@ -235,36 +323,42 @@ class _TrainedProbe(Probe):
     def _net(self, d_in: int, d_out: int) -> nn.Module:
         raise NotImplementedError
 
-    def fit(self, X: Array, Y: Array, groups: Array | None = None) -> Probe:
-        """``X [n, D]`` (``[n, N, D]`` for the attentive probe), ``Y [n, K]``. ``groups`` is
-        accepted for API symmetry; these probes do not cross-validate."""
+    def train_epochs(self, X: Array, Y: Array) -> Iterator[int]:
+        """Train on ``X [n, D]`` (``[n, N, D]`` for the attentive probe), ``Y [n, K]``, yielding
+        the epoch number (1-based) after each epoch with the net in eval mode, so the caller can
+        :meth:`predict` and keep checkpoints (selection on a val split)."""
         torch.manual_seed(self.cfg.seed)
         X, Y = _t(X, self.device), _t(Y, self.device)
         if (X.ndim == 3) != self.token_input:
             raise ValueError(f"{type(self).__name__} expects X {'[n, N, D]' if self.token_input else '[n, D]'}, got {tuple(X.shape)}")
-        flat = X.reshape(-1, X.shape[-1])  # standardise per channel over samples (and tokens)
-        self.x_mean, self.x_std = flat.mean(0), flat.std(0).clamp_min(1e-6)
-        self.y_mean, self.y_std = Y.mean(0), Y.std(0).clamp_min(1e-6)
-        Xs, Ys = (X - self.x_mean) / self.x_std, (Y - self.y_mean) / self.y_std
+        self._fit_normalisation(X, Y)
+        Xs, Ys = self.x_norm(X), self.y_norm(Y)
         self.net = self._net(X.shape[-1], Y.shape[-1]).to(self.device)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
-        self.net.train()
-        for _ in range(self.cfg.epochs):
+        for epoch in range(1, self.cfg.epochs + 1):
+            self.net.train()
             for idx in torch.randperm(len(Xs), generator=gen).split(self.cfg.batch_size):
                 idx = idx.to(self.device)
                 loss = ((self.net(Xs[idx]) - Ys[idx]) ** 2).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        self.net.eval()
+            self.net.eval()
+            yield epoch
+
+    def fit(self, X: Array, Y: Array, groups: Array | None = None) -> Probe:
+        """Train for ``cfg.epochs`` (see :meth:`train_epochs`). ``groups`` is accepted for API
+        symmetry; these probes do not cross-validate."""
+        for _ in self.train_epochs(X, Y):
+            pass
         return self
 
     @torch.no_grad()
     def predict(self, X: Array) -> torch.Tensor:
         """-> ``[n, K]`` float32 on the probe's device."""
-        X = (_t(X, self.device) - self.x_mean) / self.x_std
-        return torch.cat([self.net(x) for x in X.split(4096)]) * self.y_std + self.y_mean
+        X = self.x_norm(_t(X, self.device))
+        return self.y_norm.inverse(torch.cat([self.net(x) for x in X.split(4096)]))
 
 
 class MLPProbe(_TrainedProbe):

@@ -25,7 +25,8 @@ import numpy as np
 
 from avbr.eval.action_data import load_pairs
 from avbr.eval.features import encode_readouts, load_feature_file, save_feature_file
-from avbr.eval.probing import ProbeSettings, evaluate_probe, regression_metrics
+from avbr.adapters.probes import midpoint_threshold, regression_metrics
+from avbr.eval.probing import ProbeSettings, evaluate_probe
 
 __all__ = ["DataConfig", "SplitConfig", "EncoderSpec", "ActionProbeConfig", "build_adapter", "compute_features",
            "run_action_probe", "action_report"]
@@ -176,7 +177,7 @@ def run_action_probe(cfg: ActionProbeConfig, features: dict[str, np.ndarray] | N
     def metrics(y: np.ndarray, yhat: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
         thr = cfg.gripper_threshold
         if gdim is not None and thr is None:
-            thr = float(0.5 * (y_train[:, gdim].min() + y_train[:, gdim].max()))
+            thr = midpoint_threshold(y_train[:, gdim])  # the rule the probes store as gripper_threshold
         return regression_metrics(y, yhat, gdim, thr if thr is not None else 0.0)
 
     results: dict[str, Any] = {

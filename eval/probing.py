@@ -1,10 +1,12 @@
-"""Probes on frozen features, their metrics, and the seeded split-fit-select-report loop.
+"""The eval apps' probing protocol: fit on train, select hyper-parameters on val, report on test,
+summarise over seeds.
 
-A probe maps features ``X [M, F]`` to targets ``Y [M, A]``. Probes are registered by name in
-``PROBES`` (``ridge``, ``mlp``); each fits on train and selects its hyper-parameters on val
-(DINOv2's protocol: select on val, report on test), then :func:`evaluate_probe` reports test
-metrics of the selected head only. Classification tasks (temporal order, spatial relation)
-regress ``+-1`` labels and take the sign, so both probes serve both kinds of task.
+The probe models and metrics are ``avbr.adapters.probes`` (one implementation); this module runs
+them under DINOv2's protocol (select on val, report on test). Probes are registered by name in
+``PROBES`` (``ridge``, ``mlp``); each fits on train and selects its hyper-parameters on val, then
+:func:`evaluate_probe` reports test metrics of the selected head only. Classification tasks
+(temporal order, spatial relation) regress ``+-1`` labels and take the sign, so both probes serve
+both kinds of task.
 
 Letters: ``M`` samples, ``F`` feature width, ``A`` target width.
 """
@@ -16,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
+from avbr.adapters.probes import MLPProbe, RidgeProbe, mean_r2
 from avbr.eval.splits import Split, SplitFn, check_no_leakage, split_by_group
 from avbr.registry import Registry
 
@@ -27,9 +28,6 @@ __all__ = [
     "FittedProbe",
     "PROBES",
     "fit_probe",
-    "r2_per_dim",
-    "regression_metrics",
-    "sign_accuracy",
     "evaluate_probe",
     "summarise_seeds",
 ]
@@ -40,14 +38,15 @@ class ProbeSettings:
     """Hyper-parameter grids of the probes (each probe picks its best point on val).
 
     Attributes:
-        ridge_alphas: ridge penalties, relative to the mean eigenvalue of the standardised Gram
-            matrix (so the grid is scale-free).
+        ridge_alphas: ridge penalties ``lam`` of :class:`avbr.adapters.probes.RidgeConfig`
+            (relative to the mean eigenvalue of the standardised Gram matrix, so scale-free).
         mlp_hidden: hidden width of the 2-layer MLP probe.
         mlp_epochs: training epochs of the MLP probe; the epoch with the best val score is kept.
         mlp_lr: AdamW learning rate.
         mlp_weight_decays: AdamW weight decays tried (one MLP each).
         mlp_batch_size: minibatch size.
         mlp_eval_every: epochs between val evaluations (checkpoint selection).
+        device: where the probes run (``"cpu"``, ``"cuda"``, ``"auto"``).
     """
 
     ridge_alphas: list[float] = field(default_factory=lambda: [1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
@@ -57,6 +56,7 @@ class ProbeSettings:
     mlp_weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-2])
     mlp_batch_size: int = 256
     mlp_eval_every: int = 5
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.ridge_alphas or min(self.ridge_alphas) <= 0:
@@ -80,73 +80,10 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], float]
 PROBES: Registry[Callable[..., FittedProbe]] = Registry("probe")
 
 
-# -- metrics ---------------------------------------------------------------------------------
-def r2_per_dim(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-    """Coefficient of determination per target dimension, ``[A]``.
-
-    A dimension that is constant in ``y`` has no defined R^2: it is ``nan`` (and skipped by the
-    means), not a misleading 0 or 1.
-    """
-    y, yhat = np.asarray(y, np.float64), np.asarray(yhat, np.float64)
-    ss_res = ((y - yhat) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ss_tot > 1e-12 * max(1, len(y)), 1.0 - ss_res / ss_tot, np.nan)
-
-
-def mean_r2(y: np.ndarray, yhat: np.ndarray) -> float:
-    """Mean of :func:`r2_per_dim` over the defined dimensions (the val selection score)."""
-    r2 = r2_per_dim(y, yhat)
-    return float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan")
-
-
-def sign_accuracy(y: np.ndarray, yhat: np.ndarray) -> float:
-    """Accuracy of ``sign(yhat)`` against ``+-1`` labels ``y`` (classification score)."""
-    return float((np.sign(np.asarray(yhat)) == np.sign(np.asarray(y))).mean())
-
-
-def regression_metrics(
-    y: np.ndarray, yhat: np.ndarray, gripper_dim: int | None = None, gripper_threshold: float = 0.0
-) -> dict[str, Any]:
-    """Test metrics of an action probe.
-
-    Args:
-        y: ``[M, A]`` true actions.
-        yhat: ``[M, A]`` predictions.
-        gripper_dim: index of the gripper dimension (``-1`` = last) or None to skip gripper accuracy.
-        gripper_threshold: value that separates open from closed (both ``y`` and ``yhat`` are
-            binarised with it).
-
-    Returns:
-        ``r2_per_dim`` (list, ``None`` where undefined), ``r2_mean``, ``mse`` (mean over dims),
-        ``mse_per_dim`` and ``gripper_accuracy`` (or ``None``).
-    """
-    r2 = r2_per_dim(y, yhat)
-    mse_dim = ((np.asarray(y, np.float64) - np.asarray(yhat, np.float64)) ** 2).mean(0)
-    out: dict[str, Any] = {
-        "r2_per_dim": [None if not math.isfinite(v) else float(v) for v in r2],
-        "r2_mean": float(np.nanmean(r2)) if np.isfinite(r2).any() else None,
-        "mse": float(mse_dim.mean()),
-        "mse_per_dim": [float(v) for v in mse_dim],
-        "gripper_accuracy": None,
-    }
-    if gripper_dim is not None:
-        g, gh = np.asarray(y)[:, gripper_dim], np.asarray(yhat)[:, gripper_dim]
-        out["gripper_accuracy"] = float(((g > gripper_threshold) == (gh > gripper_threshold)).mean())
-    return out
-
-
-# -- probes ----------------------------------------------------------------------------------
-class _Standardiser:
-    """Per-column standardisation with train statistics (constant columns keep scale 1)."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.mean = x.mean(0, keepdim=True)
-        std = x.std(0, keepdim=True)
-        self.std = torch.where(std > 1e-8, std, torch.ones_like(std))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+def _improves(s: float, best: float) -> bool:
+    """Selection rule after the first candidate: a finite score above the best (ties keep the
+    earlier one; a finite score replaces a ``nan`` best)."""
+    return math.isfinite(s) and not s <= best
 
 
 @PROBES.register("ridge")
@@ -154,49 +91,18 @@ def fit_ridge(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
     settings: ProbeSettings, score: ScoreFn, seed: int = 0,
 ) -> FittedProbe:
-    """Closed-form ridge regression on standardised features, penalty chosen on val.
-
-    One eigendecomposition serves the whole penalty grid: of the ``F x F`` Gram ``X^T X`` when
-    ``F <= M`` (primal), else of the ``M x M`` kernel ``X X^T`` (dual; flattened patch tokens).
-    ``seed`` is unused (the fit is deterministic) but kept for the common probe signature.
-    """
+    """:class:`~avbr.adapters.probes.RidgeProbe` over the ``settings.ridge_alphas`` path (one
+    eigendecomposition), penalty chosen on val. ``seed`` is unused (the fit is deterministic) but
+    kept for the common probe signature."""
     del seed
-    xt = torch.as_tensor(x_train, dtype=torch.float32)
-    std = _Standardiser(xt)
-    xs = std(xt).double()  # [M, F]
-    y = torch.as_tensor(y_train, dtype=torch.float64)
-    y_mean = y.mean(0, keepdim=True)
-    yc = y - y_mean  # [M, A]
-    m, f = xs.shape
-    if f <= m:
-        evals, evecs = torch.linalg.eigh(xs.T @ xs)  # [F], [F, F]
-        proj = evecs.T @ (xs.T @ yc)  # [F, A]
-
-        def weights(alpha: float) -> torch.Tensor:
-            return evecs @ (proj / (evals + alpha)[:, None])  # [F, A]
-    else:
-        evals, evecs = torch.linalg.eigh(xs @ xs.T)  # [M], [M, M]
-        proj = evecs.T @ yc  # [M, A]
-
-        def weights(alpha: float) -> torch.Tensor:
-            return xs.T @ (evecs @ (proj / (evals + alpha)[:, None]))  # [F, A]
-
-    scale = float(evals.clamp(min=0).mean()) or 1.0
-    xv = std(torch.as_tensor(x_val, dtype=torch.float32)).double()
-    best: tuple[float, float, torch.Tensor] | None = None
-    for a in settings.ridge_alphas:
-        w = weights(a * scale)
-        s = score(y_val, (xv @ w + y_mean).numpy())
-        if best is None or (math.isfinite(s) and not (s <= best[0])):
-            best = (s, a, w)
-    assert best is not None
-    s_best, a_best, w_best = best
-    w32, b32 = w_best.float(), y_mean.float()
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return (std(torch.as_tensor(x, dtype=torch.float32)) @ w32 + b32).numpy()
-
-    return FittedProbe(predict, {"alpha": a_best}, s_best)
+    probe = RidgeProbe(lambdas=list(settings.ridge_alphas), device=settings.device).fit_path(x_train, y_train)
+    scores = [score(y_val, p.float().cpu().numpy()) for p in probe.predict_path(x_val)]
+    best = 0
+    for i, s in enumerate(scores):
+        if _improves(s, scores[best]):
+            best = i
+    probe.select(best)
+    return FittedProbe(lambda x: probe.predict(x).cpu().numpy(), {"alpha": probe.lam}, scores[best])
 
 
 @PROBES.register("mlp")
@@ -204,48 +110,26 @@ def fit_mlp(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
     settings: ProbeSettings, score: ScoreFn, seed: int = 0,
 ) -> FittedProbe:
-    """2-layer MLP ``F -> hidden -> A`` (GELU) on standardised features, MSE loss, AdamW.
+    """:class:`~avbr.adapters.probes.MLPProbe` with one hidden layer (``F -> hidden -> A``).
 
     One MLP per weight decay of ``settings.mlp_weight_decays``; the (weight decay, epoch) with the
     best val score is kept (checkpoint selection on val, never on test).
     """
-    xt = torch.as_tensor(x_train, dtype=torch.float32)
-    std = _Standardiser(xt)
-    xs, xv = std(xt), std(torch.as_tensor(x_val, dtype=torch.float32))
-    y = torch.as_tensor(y_train, dtype=torch.float32)
-    y_std = _Standardiser(y)
-    ys = y_std(y)
-    best: tuple[float, dict[str, Any], dict[str, torch.Tensor]] | None = None
+    best: tuple[float, dict[str, Any], MLPProbe, dict[str, Any]] | None = None
     for wd in settings.mlp_weight_decays:
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Linear(xs.shape[1], settings.mlp_hidden), nn.GELU(), nn.Linear(settings.mlp_hidden, ys.shape[1]))
-        opt = torch.optim.AdamW(net.parameters(), lr=settings.mlp_lr, weight_decay=wd)
-        for epoch in range(1, settings.mlp_epochs + 1):
-            net.train()
-            for idx in torch.randperm(len(xs), generator=gen).split(settings.mlp_batch_size):
-                loss = nn.functional.mse_loss(net(xs[idx]), ys[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        probe = MLPProbe(hidden=settings.mlp_hidden, layers=1, epochs=settings.mlp_epochs, batch_size=settings.mlp_batch_size,
+                         lr=settings.mlp_lr, weight_decay=wd, seed=seed, device=settings.device)
+        for epoch in probe.train_epochs(x_train, y_train):
             if epoch % settings.mlp_eval_every and epoch != settings.mlp_epochs:
                 continue
-            net.eval()
-            with torch.no_grad():
-                pred = (net(xv) * y_std.std + y_std.mean).numpy()
-            s = score(y_val, pred)
-            if best is None or (math.isfinite(s) and not (s <= best[0])):
-                best = (s, {"weight_decay": wd, "epoch": epoch}, {k: v.clone() for k, v in net.state_dict().items()})
+            s = score(y_val, probe.predict(x_val).cpu().numpy())
+            if best is None or _improves(s, best[0]):
+                best = (s, {"weight_decay": wd, "epoch": epoch}, probe,
+                        {k: v.clone() for k, v in probe.net.state_dict().items()})
     assert best is not None
-    s_best, hp, state = best
-    net.load_state_dict(state)
-    net.eval()
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return (net(std(torch.as_tensor(x, dtype=torch.float32))) * y_std.std + y_std.mean).numpy()
-
-    return FittedProbe(predict, hp, s_best)
+    s_best, hp, probe, state = best
+    probe.net.load_state_dict(state)
+    return FittedProbe(lambda x: probe.predict(x).cpu().numpy(), hp, s_best)
 
 
 def fit_probe(

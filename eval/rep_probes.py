@@ -28,10 +28,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from avbr.adapters.probes import mean_r2, sign_accuracy
 from avbr.eval.action_data import PairSet
 from avbr.eval.features import TOKENS, encode_readouts, readout_applies
 from avbr.eval.flow import FlowSet, cell_targets, cells_to_pixels, epe, plot_flow_errors, synthetic_sequences
-from avbr.eval.probing import ProbeSettings, evaluate_probe, fit_probe, r2_per_dim, sign_accuracy, summarise_seeds
+from avbr.eval.probing import ProbeSettings, evaluate_probe, fit_probe, summarise_seeds
 from avbr.eval.spatial import ObjectTracks, relation_labels
 from avbr.eval.splits import check_no_leakage, split_by_group
 from avbr.registry import Registry
@@ -139,8 +140,8 @@ def probe_task_names() -> list[str]:
 
 def _acc_metrics(y: np.ndarray, yhat: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
     del y_train
-    per = (np.sign(yhat) == np.sign(y)).mean(0)  # [P]
-    return {"accuracy": float(per.mean()), "accuracy_per_output": [float(v) for v in per]}
+    per = [sign_accuracy(y[:, j], yhat[:, j]) for j in range(y.shape[1])]  # [P]
+    return {"accuracy": float(np.mean(per)), "accuracy_per_output": per}
 
 
 @PROBE_TASKS.register("temporal_order")
@@ -289,9 +290,9 @@ def spatial_position(ctx: ProbeContext) -> dict[str, Any]:
     def metrics(yt: np.ndarray, yh: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
         err = np.linalg.norm((yt - yh).reshape(len(yt), -1, 2), axis=-1) * 100.0  # [M, K] cm
         base = np.linalg.norm((yt - y_train.mean(0)).reshape(len(yt), -1, 2), axis=-1) * 100.0
-        r2 = r2_per_dim(yt, yh)
+        r2 = mean_r2(yt, yh)
         return {"error_cm": float(err.mean()), "error_cm_mean_baseline": float(base.mean()),
-                "r2_mean": float(np.nanmean(r2)) if np.isfinite(r2).any() else None}
+                "r2_mean": r2 if np.isfinite(r2) else None}
 
     def run(x: np.ndarray) -> dict[str, Any]:
         return {probe: evaluate_probe(probe, x, y, p.episode, ctx.seeds, metrics, ctx.settings,

@@ -59,3 +59,13 @@ def test_metrics() -> None:
     assert gripper_accuracy(p, t) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="X \\[n, D\\]"):
         build_probe("ridge", device="cpu").fit(np.zeros((4, 2, 3)), np.zeros((4, 1)))
+
+
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (0.0, 1.0)])  # LIBERO gripper -1/+1, Bridge 0/1
+def test_gripper_threshold_is_the_training_midpoint(low: float, high: float) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 8)).astype(np.float32)
+    Y = np.stack([X[:, 0], np.where(X[:, 1] > 0, high, low)], 1)  # the gripper is a step of a feature
+    probe = build_probe("ridge", device="cpu").fit(X, Y)
+    assert probe.gripper_threshold == pytest.approx((low + high) / 2)
+    assert probe.evaluate(X, Y)["gripper_accuracy"] > 0.85  # thresholding at 0 scores 0.63 on the Bridge case

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from avbr.eval.probing import evaluate_probe, regression_metrics
+from avbr.adapters.probes import regression_metrics
+from avbr.eval.probing import evaluate_probe
 from avbr.eval.splits import LeakageError, Split, check_no_leakage, split_by_group
 
 
