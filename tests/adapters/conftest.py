@@ -11,10 +11,10 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _seed_offline_one_thread(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Deterministic weights; no hub traffic even if a test forgets a local path; one intra-op
-    thread (these tiny models gain nothing from more, and the CI machines are shared).
-    Applies to the encoder-adapter tests of this folder only, not to ``vla/``."""
+def _seed_offline(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Deterministic weights and no hub traffic even if a test forgets a local path (one intra-op
+    thread comes from ``tests/conftest.py``). Applies to the encoder-adapter tests of this folder
+    only, not to ``vla/``."""
     import huggingface_hub.constants
 
     if request.path.parent != Path(__file__).parent:
@@ -22,10 +22,7 @@ def _seed_offline_one_thread(request: pytest.FixtureRequest, monkeypatch: pytest
         return
     torch.manual_seed(0)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-"""One intra-op thread for these tests: on shared 2-core CI machines, torch's thread pool spinning
-against other processes made tiny steps 10-25x slower than single-threaded ones."""
+"""Suite-wide test settings: one intra-op torch thread.
+
+On shared 2-core CI machines, torch's thread pool spinning against other processes made tiny
+steps 10-25x slower than single-threaded ones; every test here runs tiny models.
+"""
 
 from __future__ import annotations
 
