@@ -16,7 +16,7 @@ seeded from ``(seed, step, rank)``, so a resumed run repeats the draws of an uni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -27,7 +27,7 @@ from avbr.data.gaps import GapSchedule
 from avbr.models.registry import make_config
 from avbr.registry import Registry
 
-__all__ = ["Objective", "OBJECTIVES", "build_objective", "frames_to_float", "masked_mean"]
+__all__ = ["Objective", "ObjectiveSpec", "OBJECTIVES", "build_objective", "frames_to_float", "masked_mean"]
 
 OBJECTIVES: Registry[type["Objective"]] = Registry("objective")
 
@@ -45,10 +45,29 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * m).sum() / m.sum().clamp_min(1.0)
 
 
+@dataclass
+class ObjectiveSpec:
+    """What :func:`build_objective` hands every objective besides its own options; each objective
+    documents which fields it uses.
+
+    Attributes:
+        encoder: encoder registry name of ``avbr.models``.
+        encoder_kwargs: encoder config fields (``preset``, ``img_size``, ...).
+        decoder_kwargs: decoder config fields.
+        gap: the gap schedule (its weights).
+    """
+
+    encoder: str = "two_stream"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    decoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    gap: GapSchedule = field(default_factory=GapSchedule)
+
+
 class Objective(nn.Module):
     """Base class of the pretraining objectives.
 
-    Subclasses set ``name`` and a ``Config`` dataclass of their own options (documented fields).
+    Subclasses set ``name`` and a ``Config`` dataclass of their own options (documented fields),
+    and are built as ``cls(spec: ObjectiveSpec, cfg: Config)``.
     Every step must run the same graph (the loop wraps the objective in DDP with ``static_graph``).
     """
 
@@ -116,13 +135,8 @@ def build_objective(
     """
     cls = OBJECTIVES.get(name)
     cfg = make_config(cls.Config, dict(params or {}), f"{name} objective")
-    return cls(
-        encoder=encoder,
-        encoder_kwargs=dict(encoder_kwargs or {}),
-        decoder_kwargs=dict(decoder_kwargs or {}),
-        gap=gap or GapSchedule(),
-        cfg=cfg,
-    )
+    spec = ObjectiveSpec(encoder, dict(encoder_kwargs or {}), dict(decoder_kwargs or {}), gap or GapSchedule())
+    return cls(spec, cfg)
 
 
 @dataclass

@@ -28,16 +28,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from avbr.data.gaps import GapSchedule
 from avbr.models import build_model
-from avbr.objectives.base import OBJECTIVES, Objective
+from avbr.objectives.base import OBJECTIVES, Objective, ObjectiveSpec
 
 __all__ = ["DINOHead", "DinoTemporal", "DinoTemporalOptions", "pair_crops"]
 
@@ -159,27 +157,18 @@ class DinoTemporal(Objective):
     """Student/teacher self-distillation on pair views (see the module docstring).
 
     Args:
-        encoder: encoder registry name.
-        encoder_kwargs: encoder config fields (``cls_fusion`` picks the CLS fusion).
-        decoder_kwargs: unused (no decoder).
-        gap: unused (gaps are not weighted).
+        spec: ``encoder`` registry name and ``encoder_kwargs`` (``cls_fusion`` picks the CLS
+            fusion); ``decoder_kwargs`` (no decoder) and ``gap`` (gaps are not weighted) are unused.
         cfg: ``DinoTemporalOptions``.
     """
 
     name = "dino_temporal"
     Config = DinoTemporalOptions
 
-    def __init__(
-        self,
-        encoder: str,
-        encoder_kwargs: dict[str, Any],
-        decoder_kwargs: dict[str, Any],
-        gap: GapSchedule,
-        cfg: DinoTemporalOptions,
-    ) -> None:
+    def __init__(self, spec: ObjectiveSpec, cfg: DinoTemporalOptions) -> None:
         super().__init__()
         self.cfg = cfg
-        enc = build_model(encoder, **encoder_kwargs)
+        enc = build_model(spec.encoder, **spec.encoder_kwargs)
         head = DINOHead(enc.embed_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim)
         self.student = nn.ModuleDict({"encoder": enc, "head": head})
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)

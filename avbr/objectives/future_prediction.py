@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from avbr.data.gaps import GapSchedule
 from avbr.models import build_model
-from avbr.objectives.base import OBJECTIVES, NoOptions, Objective, masked_mean
+from avbr.objectives.base import OBJECTIVES, NoOptions, Objective, ObjectiveSpec, masked_mean
 
 __all__ = ["FuturePrediction"]
 
@@ -33,30 +30,23 @@ class FuturePrediction(Objective):
     image enters as the pair ``(img, img)``: ``M = 0`` and the target is the image itself.
 
     Args:
-        encoder: encoder registry name (``two_stream``, ``single_stream``, ...).
-        encoder_kwargs / decoder_kwargs: ``avbr.models`` config fields.
-        gap: the gap schedule (weights).
+        spec: ``encoder`` registry name (``two_stream``, ``single_stream``, ...),
+            ``encoder_kwargs`` / ``decoder_kwargs`` (``avbr.models`` config fields) and ``gap``
+            (the gap schedule: its weights).
         cfg: no options of its own.
     """
 
     name = "future_prediction"
     Config = NoOptions
 
-    def __init__(
-        self,
-        encoder: str,
-        encoder_kwargs: dict[str, Any],
-        decoder_kwargs: dict[str, Any],
-        gap: GapSchedule,
-        cfg: NoOptions,
-    ) -> None:
+    def __init__(self, spec: ObjectiveSpec, cfg: NoOptions) -> None:
         super().__init__()
         self.model = build_model(
-            "video_predictor", encoder=encoder, encoder_kwargs=encoder_kwargs, decoder_kwargs=decoder_kwargs
+            "video_predictor", encoder=spec.encoder, encoder_kwargs=spec.encoder_kwargs, decoder_kwargs=spec.decoder_kwargs
         )
         self.img_size = self.model.encoder.img_size
-        self.gap = gap
-        self.register_buffer("gap_weights", gap.weight_table(), persistent=False)  # [K + 1]
+        self.gap = spec.gap
+        self.register_buffer("gap_weights", spec.gap.weight_table(), persistent=False)  # [K + 1]
 
     @property
     def encoder(self) -> nn.Module:

@@ -27,9 +27,8 @@ from torch import nn
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from avbr.data.gaps import GapSchedule
 from avbr.models.vit import resolve_preset
-from avbr.objectives.base import OBJECTIVES, Objective
+from avbr.objectives.base import OBJECTIVES, Objective, ObjectiveSpec
 
 __all__ = ["VideoMAE", "VideoMAEOptions", "tube_mask"]
 
@@ -70,28 +69,21 @@ class VideoMAE(Objective):
     """VideoMAE pretraining on ``(img_t, img_{t+k})`` pairs.
 
     Args:
-        encoder: ignored (VideoMAE is its own ViT); accepted so every objective builds alike.
-        encoder_kwargs: ``preset`` (``tiny|small|base``, the same widths as ``avbr.models``),
-            ``img_size``, ``patch_size``, ``depth``; any other key is passed to ``VideoMAEConfig``.
-        decoder_kwargs: ``decoder_*`` fields of ``VideoMAEConfig`` (default: VideoMAE's decoder,
-            384 wide, 4 layers, narrowed to the encoder width for ``tiny``).
-        gap: unused (VideoMAE does not weight gaps).
+        spec: ``encoder_kwargs``: ``preset`` (``tiny|small|base``, the same widths as
+            ``avbr.models``), ``img_size``, ``patch_size``, ``depth``; any other key is passed to
+            ``VideoMAEConfig``. ``decoder_kwargs``: ``decoder_*`` fields of ``VideoMAEConfig``
+            (default: VideoMAE's decoder, 384 wide, 4 layers, narrowed to the encoder width for
+            ``tiny``). ``encoder`` is ignored (VideoMAE is its own ViT), ``gap`` too (VideoMAE does
+            not weight gaps).
         cfg: ``VideoMAEOptions``.
     """
 
     name = "videomae"
     Config = VideoMAEOptions
 
-    def __init__(
-        self,
-        encoder: str,
-        encoder_kwargs: dict[str, Any],
-        decoder_kwargs: dict[str, Any],
-        gap: GapSchedule,
-        cfg: VideoMAEOptions,
-    ) -> None:
+    def __init__(self, spec: ObjectiveSpec, cfg: VideoMAEOptions) -> None:
         super().__init__()
-        enc = dict(encoder_kwargs)
+        enc = dict(spec.encoder_kwargs)
         vit = resolve_preset(enc.pop("preset", "small"), enc.pop("depth", None))
         fields = dict(
             image_size=enc.pop("img_size", 224),
@@ -108,7 +100,7 @@ class VideoMAE(Objective):
             norm_pix_loss=cfg.norm_pix_loss,
             use_mean_pooling=False,
         )
-        for key, value in {**enc, **decoder_kwargs}.items():
+        for key, value in {**enc, **spec.decoder_kwargs}.items():
             if not hasattr(VideoMAEConfig(), key):
                 raise TypeError(f"unknown VideoMAEConfig field {key!r}; see transformers.VideoMAEConfig")
             fields[key] = value
