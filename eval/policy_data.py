@@ -2,8 +2,9 @@
 
 Demo files are LIBERO-layout hdf5 (:mod:`avbr.envs.demos`): the official LIBERO datasets
 (``<dir>/<suite>/<task name>_demo.hdf5``) or ``python -m avbr.envs.make_demos`` output, which
-uses the same names. A task's file is matched by the ``problem_info`` language instruction,
-so renamed files still work.
+uses the same names. A task's file is ``<task name>_demo.hdf5``, or else the file whose
+``problem_info`` language instruction is the task's (so renamed files still work; LIBERO's BDDL
+instruction can differ from the benchmark's task language, hence the name first).
 
 Each demo step ``t`` becomes one training sample: the frozen features of the pair
 ``(o_{t-k}, o_t)`` (``o_{max(t-k, 0)}`` near the start, the same rule the rollout policy uses),
@@ -77,11 +78,16 @@ def find_demo_files(cfg: DemoConfig, suite: str, tasks: Sequence[TaskInfo]) -> d
             official LIBERO demos or generate scripted ones.
     """
     folder = Path(cfg.dir).expanduser() / suite
+    files = sorted(folder.glob("*.hdf5")) if folder.is_dir() else []
+    by_name = {path.name: path for path in files}
     by_language: dict[str, Path] = {}
-    for path in sorted(folder.glob("*.hdf5")) if folder.is_dir() else []:
+    for path in files:
         by_language.setdefault(_language(path), path)
-    found = {t.task_id: by_language[t.language.strip().lower()] for t in tasks
-             if t.language.strip().lower() in by_language}
+    found: dict[int, Path] = {}
+    for t in tasks:
+        path = by_name.get(f"{t.name}_demo.hdf5") or by_language.get(t.language.strip().lower())
+        if path is not None:
+            found[t.task_id] = path
     missing = [t for t in tasks if t.task_id not in found]
     if missing:
         ids = ",".join(str(t.task_id) for t in missing)

@@ -44,11 +44,14 @@ def _write(path, language, steps=(5, 7), size=8):
     writer.close()
 
 
-def test_find_by_language_and_missing_message(tmp_path):
+def test_find_by_name_or_language_and_missing_message(tmp_path):
     _write(tmp_path / "fake_suite" / "renamed_file.hdf5", "Lift the cube")
-    tasks = [TaskInfo("fake_suite", 0, "a", "lift the cube", None), TaskInfo("fake_suite", 1, "b", "stack", None)]
+    _write(tmp_path / "fake_suite" / "c_demo.hdf5", "the BDDL wording differs")
+    tasks = [TaskInfo("fake_suite", 0, "a", "lift the cube", None), TaskInfo("fake_suite", 1, "b", "stack", None),
+             TaskInfo("fake_suite", 2, "c", "task c", None)]
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
-    assert find_demo_files(cfg, "fake_suite", tasks[:1])[0].name == "renamed_file.hdf5"
+    found = find_demo_files(cfg, "fake_suite", [tasks[0], tasks[2]])
+    assert found[0].name == "renamed_file.hdf5" and found[2].name == "c_demo.hdf5"
     with pytest.raises(DemosNotFoundError, match=r"make_demos suite=fake_suite n_per_task=50 .*'tasks=\[1\]'"):
         find_demo_files(cfg, "fake_suite", tasks)
 
