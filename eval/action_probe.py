@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from avbr.adapters import EncoderConfig, build_encoder
+from avbr.adapters.probes import midpoint_threshold, regression_metrics
 from avbr.eval.action_data import load_pairs
 from avbr.eval.features import encode_readouts, load_feature_file, save_feature_file
-from avbr.adapters.probes import midpoint_threshold, regression_metrics
 from avbr.eval.probing import ProbeSettings, evaluate_probe
 
 __all__ = ["DataConfig", "SplitConfig", "EncoderSpec", "ActionProbeConfig", "build_adapter", "compute_features",
@@ -79,21 +80,13 @@ class SplitConfig:
 
 
 @dataclass
-class EncoderSpec:
-    """The ``encoder`` node: the fields of ``avbr.adapters.EncoderConfig`` (which validates them and
-    documents each), with defaults for probing: random-init DINOv2-S on both frames, on CPU.
+class EncoderSpec(EncoderConfig):
+    """The ``encoder`` node: ``avbr.adapters.EncoderConfig`` (which validates and documents each
+    field) with defaults for probing: random-init DINOv2-S on both frames, on CPU."""
 
-    ``frames`` is a plain str here (OmegaConf has no ``Literal``): ``curr`` or ``both``.
-    """
-
-    name: str = "dinov2_hf"
-    source: str | None = None
     arch: str = "small"
-    img_size: int | None = None
     frames: str = "both"
-    autocast_bf16: bool = False
     device: str = "cpu"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,8 +135,6 @@ class ActionProbeConfig:
 
 def build_adapter(encoder: EncoderSpec):
     """``avbr.adapters.build_encoder`` from the ``encoder`` config node."""
-    from avbr.adapters import EncoderConfig, build_encoder  # noqa: PLC0415 - imports every encoder family
-
     return build_encoder(EncoderConfig(**{**asdict(encoder), "model_kwargs": dict(encoder.model_kwargs)}))
 
 
