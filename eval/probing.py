@@ -96,7 +96,7 @@ def fit_ridge(
     kept for the common probe signature."""
     del seed
     probe = RidgeProbe(lambdas=list(settings.ridge_alphas), device=settings.device).fit_path(x_train, y_train)
-    scores = [score(y_val, p.float().cpu().numpy()) for p in probe.predict_path(x_val)]
+    scores = [score(y_val, p.cpu().numpy()) for p in probe.predict_path(x_val)]  # float64, as before
     best = 0
     for i, s in enumerate(scores):
         if _improves(s, scores[best]):
