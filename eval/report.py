@@ -166,12 +166,12 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", f"![success per encoder and suite]({rel(chart)})", "", "## Runs", ""]
     for run, res in zip(runs, results):
-        md.append(f"- **{run_label(res)} / {res['suite']}** (`{run}`, git {str(res['git'].get('commit'))[:10]}): "
+        md.append(f"- **{run_label(res)} / {res['suite']}** (`{rel(run)}`, git {str(res['git'].get('commit'))[:10]}): "
                   f"{format_rate(res['suite_success'])}")
         md += [f"  - [{name}]({rel(run / 'videos' / name)})" for name in _videos(res)]
     md += ["", "## Config keys that differ between runs", ""]
     if diff:
-        md += ["| key | " + " | ".join(f"run {i}" for i in range(len(runs))) + " |",
+        md += ["| key | " + " | ".join(run.name for run in runs) + " |",
                "|---|" + "---|" * len(runs)]
         md += [f"| `{k}` | " + " | ".join(f"`{v}`" for v in vals) + " |" for k, vals in diff.items()]
     else:
@@ -192,11 +192,11 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     for run, res in zip(runs, results):
         links = "".join(f"<li><a href='{esc(rel(run / 'videos' / name))}'>{esc(name)}</a></li>"
                         for name in _videos(res))
-        parts.append(f"<li><b>{esc(run_label(res))} / {esc(res['suite'])}</b> (<code>{esc(str(run))}</code>): "
+        parts.append(f"<li><b>{esc(run_label(res))} / {esc(res['suite'])}</b> (<code>{esc(rel(run))}</code>): "
                      f"{esc(format_rate(res['suite_success']))}<ul>{links}</ul></li>")
     parts.append("</ul><h2>Config keys that differ between runs</h2>")
     if diff:
-        parts.append("<table><tr><th>key</th>" + "".join(f"<th>run {i}</th>" for i in range(len(runs))) + "</tr>")
+        parts.append("<table><tr><th>key</th>" + "".join(f"<th>{esc(run.name)}</th>" for run in runs) + "</tr>")
         parts += ["<tr><td><code>" + esc(k) + "</code></td>" + "".join(f"<td><code>{esc(str(v))}</code></td>" for v in vals)
                   + "</tr>" for k, vals in diff.items()]
         parts.append("</table>")
