@@ -113,8 +113,8 @@ def bar_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
             s = match[0]["suite_success"]
             xs.append(i - 0.4 + width * (j + 0.5))
             ys.append(100 * s["success_rate"])
-            lo.append(100 * (s["success_rate"] - s["ci95_low"]))
-            hi.append(100 * (s["ci95_high"] - s["success_rate"]))
+            lo.append(100 * max(0.0, s["success_rate"] - s["ci95_low"]))  # >= 0 despite rounding
+            hi.append(100 * max(0.0, s["ci95_high"] - s["success_rate"]))
             counts.append(f"{s['successes']}/{s['episodes']}")
         bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=label)
         for bar, text in zip(bars, counts):

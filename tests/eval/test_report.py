@@ -31,9 +31,11 @@ def test_report(tmp_path):
     _run(tmp_path / "runs" / "a", "robosuite_lift", "enc_a", 3, 10, 1)
     _run(tmp_path / "runs" / "b", "robosuite_lift", "enc_b", 7, 10, 2)
     _run(tmp_path / "runs" / "c", "libero_object", "enc_a", 0, 4, 1)
+    _run(tmp_path / "runs" / "d", "libero_object", "enc_b", 3, 3, 1)  # n/n: zero-height upper error bar
     paths = build_report(ReportConfig(runs=[str(tmp_path / "runs" / "*")], out=str(tmp_path / "rep")))
     md = paths["markdown"].read_text()
     assert "30.0% [10.8, 60.3] (3/10)" in md and "70.0% [39.7, 89.2] (7/10)" in md and "0.0% [0.0, 49.0] (0/4)" in md
+    assert "100.0% [43.9, 100.0] (3/3)" in md
     assert "| `gap` |" in md and "out_dir" not in md.split("differ between runs")[1]
     assert "../runs/a/videos/task00_ep000_seed0_success.mp4" in md
     html = paths["html"].read_text()
