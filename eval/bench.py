@@ -171,6 +171,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readout", default="cls")
     p.add_argument("--cameras", nargs="+", default=["agentview"])
     p.add_argument("--n-action-steps", type=int, default=4, help="actions executed per encoded frame")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads of the main process (more than free cores makes batch-1 encoding crawl)")
 
 
 @subcommand("eval", _eval_args)
@@ -184,6 +186,7 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     from avbr.eval.policy_data import FeatureSpec  # noqa: PLC0415
     from avbr.eval.throughput import bench_eval as run  # noqa: PLC0415
 
+    torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
     encoder = build_encoder(EncoderConfig(name=args.encoder, arch=args.encoder_arch, img_size=args.img_size,
                                           device="cpu"))
@@ -193,7 +196,8 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     out = run(suite, encoder, spec, policy, args.workers, args.episodes_per_worker)
     return {"benchmark": "eval", "suite": args.suite, "encoder": args.encoder, "encoder_arch": args.encoder_arch,
             "img_size": args.img_size, "camera_size": args.camera_size, "readout": args.readout,
-            "cameras": args.cameras, "n_action_steps": args.n_action_steps, **out, "machine": _machine()}
+            "cameras": args.cameras, "n_action_steps": args.n_action_steps, "torch_threads": args.torch_threads,
+            **out, "machine": _machine()}
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:

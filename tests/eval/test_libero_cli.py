@@ -24,16 +24,9 @@ def test_help_runs_by_path():
     assert "episodes_per_task" in out.stdout and "policy" in out.stdout
 
 
-def test_script_does_not_shadow_the_libero_package(tmp_path):
+def test_script_does_not_shadow_the_libero_package(tmp_path, libero_env_var):
     # A dry run lists the LIBERO tasks, which imports the `libero` package. Without the sys.path
     # guard, `import libero` would find eval/libero.py itself and fail.
-    pytest.importorskip("libero")
-    from avbr.envs.libero_assets import LiberoSetupError, resolve_assets_dir
-
-    try:
-        resolve_assets_dir()
-    except LiberoSetupError as exc:
-        pytest.skip(f"no LIBERO assets on this machine (set AVBR_LIBERO_ASSETS): {str(exc).splitlines()[0]}")
     out = run_script(f"hydra.searchpath=[file://{TEST_CONFIGS}]", "encoder=tiny_vit", "suite=libero_object",
                      "dry_run=true", f"out_dir={tmp_path}/run", f"demos.dir={tmp_path}/nodemos", "tasks=[0]",
                      timeout=300)
