@@ -44,6 +44,7 @@ A plain function ``batch -> actions`` works as a policy too (no reset hook).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -82,6 +83,10 @@ class WorkerPool:
         configure_renderer(cfg.renderer)
         self.cfg = cfg
         self._ctx = mp.get_context("spawn")
+        # Mesa's llvmpipe (software EGL/OSMesa) renders with one thread per core by default, so a
+        # single worker already fills a small machine and more workers only oversubscribe it.
+        # Give each worker its share of the cores; LP_NUM_THREADS set by the user wins.
+        self.render_threads = max(1, (os.cpu_count() or 1) // num_workers)
         self.procs: list[Any] = [None] * num_workers
         self.conns: list[Connection] = [None] * num_workers  # type: ignore[list-item]
         self.restarts = 0
@@ -98,7 +103,7 @@ class WorkerPool:
 
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=worker_main, args=(child, self.cfg), daemon=True,
+        proc = self._ctx.Process(target=worker_main, args=(child, self.cfg, self.render_threads), daemon=True,
                                  name=f"avbr-env-worker-{i}")
         proc.start()
         child.close()

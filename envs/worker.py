@@ -19,6 +19,7 @@ Commands:
 from __future__ import annotations
 
 import hashlib
+import os
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -132,8 +133,17 @@ def demo_step(env: SimEnv, raw: dict[str, np.ndarray], action: np.ndarray,
     return out
 
 
-def worker_main(conn: Connection, cfg: SuiteConfig) -> None:
-    """Entry point of a worker process (target of ``multiprocessing`` ``spawn``)."""
+def worker_main(conn: Connection, cfg: SuiteConfig, render_threads: int | None = None) -> None:
+    """Entry point of a worker process (target of ``multiprocessing`` ``spawn``).
+
+    Args:
+        conn: pipe to the parent.
+        cfg: suite config.
+        render_threads: threads of Mesa's software renderer in this process (``LP_NUM_THREADS``,
+            unless already set); ``None`` leaves Mesa's default (one per core).
+    """
+    if render_threads is not None:
+        os.environ.setdefault("LP_NUM_THREADS", str(render_threads))
     configure_renderer(cfg.renderer)
     runner = EpisodeRunner(cfg)
     handlers: dict[str, Any] = {"start": runner.start, "step": runner.step, "expert": runner.expert}
