@@ -11,7 +11,7 @@ Every probe has the same API (for the Bridge/LIBERO probing apps)::
 ``[n, K]`` (actions: the last dimension is the gripper). Inputs may be numpy or torch;
 computation runs on ``device`` (``"auto"`` = CUDA when available).
 
-This module is the one implementation of the probe models and their metrics; ``avbr.eval.probing``
+This module is the one implementation of the probe models and their metrics; ``avbr.eval.probing.protocol``
 adds the eval apps' protocol on top (hyper-parameters selected on a val split, test reported,
 summaries over seeds) through :meth:`RidgeProbe.fit_path` and :meth:`MLPProbe.train_epochs`.
 

@@ -5,7 +5,7 @@
     python eval/bridge_probe.py features=feats.npz output_dir=/tmp/out
 
 Writes ``config.yaml``, ``results.json`` (schema ``avbr.bridge_probe``) and ``report.md`` into
-``output_dir`` (default: Hydra's run directory). The protocol is in ``avbr.eval.action_probe``.
+``output_dir`` (default: Hydra's run directory). The protocol is in ``avbr.eval.probing.action_probe``.
 """
 
 import os
@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from avbr.eval.action_probe import ActionProbeConfig, action_report, run_action_probe  # noqa: E402
+from avbr.eval.probing.action_probe import ActionProbeConfig, action_report, run_action_probe  # noqa: E402
 from avbr.eval.records import git_state, write_record  # noqa: E402
 
 log = logging.getLogger("bridge_probe")

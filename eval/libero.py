@@ -6,7 +6,7 @@
 
 Writes ``results.json`` (Wilson 95% intervals, per-episode records), ``results.csv``,
 ``summary.md``, rollout videos and an offline W&B run into ``out_dir``; running the same command
-again resumes. Configuration: ``configs/libero.yaml`` (schema ``avbr.eval.evaluate.EvalConfig``).
+again resumes. Configuration: ``configs/libero.yaml`` (schema ``avbr.eval.rollouts.evaluate.EvalConfig``).
 """
 
 import os
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import avbr.adapters  # noqa: E402,F401 - stores the encoder group's schema (encoder/schema)
 from avbr.envs.config import register_suite_schema  # noqa: E402
-from avbr.eval.evaluate import EvalConfig, evaluate  # noqa: E402
+from avbr.eval.rollouts.evaluate import EvalConfig, evaluate  # noqa: E402
 from avbr.eval.records import git_state  # noqa: E402
 
 register_suite_schema()

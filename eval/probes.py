@@ -3,7 +3,7 @@
     python eval/probes.py data.root=/tmp/demos/libero_spatial output_dir=/tmp/avbr_probes/rep
     python eval/probes.py 'tasks=[flow]' encoders.dinov2_random.arch=base
 
-Tasks (``avbr.eval.rep_probes.PROBE_TASKS``): temporal_order, flow, clustering, spatial_position,
+Tasks (``avbr.eval.probing.rep_probes.PROBE_TASKS``): temporal_order, flow, clustering, spatial_position,
 spatial_relation. Writes ``config.yaml``, ``results.json`` (schema ``avbr.probes``), ``report.md``
 and the plots (t-SNE per encoder, flow error maps) into ``output_dir``.
 """
@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from avbr.eval.records import git_state, write_record  # noqa: E402
-from avbr.eval.rep_report import ProbesConfig, probes_report, run_probes  # noqa: E402
+from avbr.eval.probing.rep_report import ProbesConfig, probes_report, run_probes  # noqa: E402
 
 log = logging.getLogger("probes")
 ConfigStore.instance().store(name="probes_schema", node=ProbesConfig)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avbr.eval.action_data import load_pairs
-from avbr.eval.action_probe import ActionProbeConfig, DataConfig, EncoderSpec, SplitConfig, run_action_probe
+from avbr.eval.probing.action_data import load_pairs
+from avbr.eval.probing.action_probe import ActionProbeConfig, DataConfig, EncoderSpec, SplitConfig, run_action_probe
 from avbr.eval.features import load_feature_file, save_feature_file
-from avbr.eval.probing import ProbeSettings
+from avbr.eval.probing.protocol import ProbeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "eval" / "bridge_probe.py"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avbr.eval.policies import (DemoArrays, Normalizer, PolicyConfig, TrainedPolicy, chunk_targets, list_policies,
+from avbr.eval.rollouts.policies import (DemoArrays, Normalizer, PolicyConfig, TrainedPolicy, chunk_targets, list_policies,
                                 split_demos, train_policy)
 
 

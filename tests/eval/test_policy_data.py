@@ -9,7 +9,7 @@ import torch
 from avbr.adapters import Features
 from avbr.envs import EpisodeRecord, TaskInfo
 from avbr.envs.demos import DemoWriter
-from avbr.eval.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 
 
 class TopRowEncoder:

@@ -10,13 +10,13 @@ import h5py
 import numpy as np
 import pytest
 
-from avbr.eval.action_data import load_pairs
-from avbr.eval.action_probe import EncoderSpec, build_adapter
-from avbr.eval.flow import cell_targets, cells_to_pixels, epe, synthetic_sequences
-from avbr.eval.probing import ProbeSettings
-from avbr.eval.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext, fit_flow_probe
-from avbr.eval.rep_report import DemoDataConfig, ProbesConfig, probes_report
-from avbr.eval.spatial import ObjectTracks, relation_labels
+from avbr.eval.probing.action_data import load_pairs
+from avbr.eval.probing.action_probe import EncoderSpec, build_adapter
+from avbr.eval.probing.flow import cell_targets, cells_to_pixels, epe, synthetic_sequences
+from avbr.eval.probing.protocol import ProbeSettings
+from avbr.eval.probing.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext, fit_flow_probe
+from avbr.eval.probing.rep_report import DemoDataConfig, ProbesConfig, probes_report
+from avbr.eval.probing.spatial import ObjectTracks, relation_labels
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"name": "dinov2_hf", "source": None, "img_size": 56, "frames": "both", "device": "cpu",
@@ -152,7 +152,7 @@ def test_simulator_replay_gives_object_positions_and_pixels(tmp_path):
     simulator and its projected pixel is red in the upright agentview frame (the red cube)."""
     from avbr.envs.config import SuiteConfig
     from avbr.envs.registry import build_env
-    from avbr.eval.spatial import demo_object_tracks
+    from avbr.eval.probing.spatial import demo_object_tracks
 
     env = build_env(SuiteConfig(name="robosuite_lift", render=True, camera_size=96), 0)
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from avbr.eval.report import ReportConfig, build_report, differing_config
-from avbr.eval.results import EpisodeResult, build_results
+from avbr.eval.reporting.compare import ReportConfig, build_report, differing_config
+from avbr.eval.rollouts.results import EpisodeResult, build_results
 
 
 def _run(folder: Path, suite: str, encoder: str, successes: int, n: int, gap: int) -> Path:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from avbr.eval.results import (SCHEMA_VERSION, EpisodeLog, EpisodeResult, ResultsSchemaError, build_results,
+from avbr.eval.rollouts.results import (SCHEMA_VERSION, EpisodeLog, EpisodeResult, ResultsSchemaError, build_results,
                                load_results, summary_markdown, validate_results, wilson_interval, write_csv)
 
 

@@ -5,9 +5,9 @@ import torch
 
 from avbr.adapters import Features
 from avbr.envs import PolicyBatch, TaskInfo
-from avbr.eval.policies import PolicyConfig, TrainedPolicy
-from avbr.eval.policy_data import FeatureSpec, pair_indices
-from avbr.eval.rollout import EncoderPolicy
+from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy
+from avbr.eval.rollouts.policy_data import FeatureSpec, pair_indices
+from avbr.eval.rollouts.rollout import EncoderPolicy
 
 
 class PairEncoder:

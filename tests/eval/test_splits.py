@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from avbr.adapters.probes import regression_metrics
-from avbr.eval.probing import evaluate_probe
-from avbr.eval.splits import LeakageError, Split, check_no_leakage, split_by_group
+from avbr.eval.probing.protocol import evaluate_probe
+from avbr.eval.probing.splits import LeakageError, Split, check_no_leakage, split_by_group
 
 
 def _groups(n_traj: int = 12, per: int = 7) -> np.ndarray:

@@ -92,6 +92,6 @@ def check_no_leakage(groups: Sequence[str], split: Split) -> None:
             if g in seen and seen[g] != name:
                 raise LeakageError(
                     f"trajectory {g!r} has samples in both {seen[g]!r} and {name!r}: frames leak across the "
-                    "split; split the trajectory ids (avbr.eval.splits.split_by_group), not the frames"
+                    "split; split the trajectory ids (avbr.eval.probing.splits.split_by_group), not the frames"
                 )
             seen[g] = name

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from avbr.adapters.probes import MLPProbe, RidgeProbe, mean_r2
-from avbr.eval.splits import Split, SplitFn, check_no_leakage, split_by_group
+from avbr.eval.probing.splits import Split, SplitFn, check_no_leakage, split_by_group
 from avbr.registry import Registry
 
 __all__ = [

@@ -5,7 +5,7 @@
 history; envs whose action queue is empty are encoded *together* (one batched
 ``encoder.encode(o_{t-k}, o_t)``), the policy head predicts a chunk ``[B, C, 7]`` for them and the
 first ``n_action_steps`` actions are queued and executed open-loop. The pair rule matches
-training (:func:`avbr.eval.policy_data.pair_indices`): before step ``k`` the previous frame is
+training (:func:`avbr.eval.rollouts.policy_data.pair_indices`): before step ``k`` the previous frame is
 the episode's first frame.
 
 Optionally the features of every planning step are kept per episode (``record_features``) for
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from avbr.envs import PolicyBatch, TaskInfo
-from avbr.eval.policies import TrainedPolicy
-from avbr.eval.policy_data import FeatureSpec, encode_frames
+from avbr.eval.rollouts.policies import TrainedPolicy
+from avbr.eval.rollouts.policy_data import FeatureSpec, encode_frames
 
 
 @dataclass

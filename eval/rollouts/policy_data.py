@@ -34,7 +34,7 @@ import numpy as np
 from avbr.envs.config import TaskInfo
 from avbr.envs.demos import demo_keys, read_demo
 from avbr.eval.features import encode_readouts
-from avbr.eval.policies import DemoArrays
+from avbr.eval.rollouts.policies import DemoArrays
 
 #: The camera names of rollout observations and the matching demo-file keys.
 CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}

@@ -1,7 +1,7 @@
 """Rollout throughput of the evaluation loop and where its time goes (``python eval/bench.py eval``).
 
 One measurement builds the simulators (process start-up is not timed), then runs ``episodes`` full episodes of ``max_steps`` policy steps with the real
-rollout policy (:class:`avbr.eval.rollout.EncoderPolicy`: frozen encoder + an untrained
+rollout policy (:class:`avbr.eval.rollouts.rollout.EncoderPolicy`: frozen encoder + an untrained
 ``bc_mlp`` head, whose cost does not depend on its weights) in :class:`TrackingVectorEnv` with
 ``workers`` processes, and splits the wall time into
 
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from avbr.envs import SuiteConfig, episode_specs, list_tasks, max_steps, run_episodes
-from avbr.eval.evaluate import TrackingVectorEnv
-from avbr.eval.policies import PolicyConfig, TrainedPolicy
-from avbr.eval.policy_data import FeatureSpec, encode_frames
-from avbr.eval.rollout import EncoderPolicy
+from avbr.eval.rollouts.evaluate import TrackingVectorEnv
+from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy
+from avbr.eval.rollouts.policy_data import FeatureSpec, encode_frames
+from avbr.eval.rollouts.rollout import EncoderPolicy
 
 
 def measure_rollouts(suite: SuiteConfig, encoder: Any, spec: FeatureSpec, policy_cfg: PolicyConfig,

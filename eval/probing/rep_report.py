@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from avbr.data.base import list_files
-from avbr.eval.action_data import load_pairs
-from avbr.eval.action_probe import EncoderSpec, SplitConfig, build_adapter
-from avbr.eval.probing import ProbeSettings
-from avbr.eval.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext
-from avbr.eval.spatial import ObjectTracks, demo_object_tracks
+from avbr.eval.probing.action_data import load_pairs
+from avbr.eval.probing.action_probe import EncoderSpec, SplitConfig, build_adapter
+from avbr.eval.probing.protocol import ProbeSettings
+from avbr.eval.probing.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext
+from avbr.eval.probing.spatial import ObjectTracks, demo_object_tracks
 
 __all__ = ["DemoDataConfig", "ProbesConfig", "load_tracks", "run_probes", "probes_report"]
 
@@ -63,13 +63,13 @@ class ProbesConfig:
     """Schema of ``configs/probes.yaml``.
 
     Attributes:
-        encoders: ``{label: encoder node}`` (the fields of :class:`avbr.eval.action_probe.EncoderSpec`);
+        encoders: ``{label: encoder node}`` (the fields of :class:`avbr.eval.probing.action_probe.EncoderSpec`);
             every task runs for every encoder. One-frame encoders use ``frames: both`` so that they
             see the pair. Add one with ``+encoders.<label>={name: clip, source: null, ...}``, drop
             one with ``~encoders.<label>``.
         flow_reference: label of the encoder the flow EPE is compared with (seed 001: 20 % lower
             EPE than DINOv2).
-        tasks: probe tasks (``avbr.eval.rep_probes.PROBE_TASKS``).
+        tasks: probe tasks (``avbr.eval.probing.rep_probes.PROBE_TASKS``).
         data: the demo pairs.
         flow: synthetic flow sequences.
         spatial_readouts: readouts compared by the spatial tasks (``avbr.adapters.readouts``):

@@ -29,13 +29,13 @@ from omegaconf import OmegaConf
 
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
-from avbr.eval.policies import PolicyConfig, TrainedPolicy, train_policy
-from avbr.eval.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
+from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 from avbr.eval.records import git_state, versions
-from avbr.eval.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
+from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
-from avbr.eval.rollout import EncoderPolicy
-from avbr.eval.videos import video_name, write_video
+from avbr.eval.rollouts.rollout import EncoderPolicy
+from avbr.eval.rollouts.videos import video_name, write_video
 
 
 @dataclass
@@ -63,7 +63,7 @@ class EvalConfig:
     Attributes:
         encoder: the ``encoder`` config group (schema ``avbr.adapters.EncoderConfig``).
         suite: the ``suite`` config group (schema ``avbr.envs.SuiteConfig``).
-        policy: the ``policy`` config group (schema :class:`avbr.eval.policies.PolicyConfig`).
+        policy: the ``policy`` config group (schema :class:`avbr.eval.rollouts.policies.PolicyConfig`).
         demos: where the demonstrations are and the feature cache.
         readout: ``avbr.eval.features.READOUTS`` name turning encoder ``Features`` into the
             policy input (``cls``, ``mean``, ``A``-``D``; token readouts are flattened).

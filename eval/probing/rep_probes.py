@@ -2,12 +2,12 @@
 
 Each task takes a :class:`ProbeContext` (one encoder, the shared demo pairs, the config) and
 returns a JSON-able dict; plots go to ``ctx.out_dir``. Every supervised probe splits by trajectory
-(``avbr.eval.splits``), selects on val and reports test, mean +- std over ``split.seeds``.
+(``avbr.eval.probing.splits``), selects on val and reports test, mean +- std over ``split.seeds``.
 
 - ``temporal_order`` (seed 001, goal > 90 %): features of ``(o_t, o_{t+k})`` (label +1) and of
   ``(o_{t+k}, o_t)`` (label -1) from the demos; a probe on the ``cls`` readout classifies the order.
 - ``flow`` (seed 001, goal: EPE 20 % below DINOv2): dense probe from patch tokens on synthetic
-  sequences with known motion (``avbr.eval.flow``); test EPE in pixels, error-map plot.
+  sequences with known motion (``avbr.eval.probing.flow``); test EPE in pixels, error-map plot.
 - ``clustering`` (seed 001): t-SNE of the ``cls`` embeddings of the demo pairs coloured by task,
   and the silhouette score (cosine) of the task labels.
 - ``spatial_position`` (seed 002): the objects' world ``(x, y)`` at ``o_{t+k}`` from the pair
@@ -29,12 +29,12 @@ from typing import Any, Callable
 import numpy as np
 
 from avbr.adapters.probes import mean_r2, sign_accuracy
-from avbr.eval.action_data import PairSet
+from avbr.eval.probing.action_data import PairSet
 from avbr.eval.features import TOKENS, encode_readouts, readout_applies
-from avbr.eval.flow import FlowSet, cell_targets, cells_to_pixels, epe, plot_flow_errors, synthetic_sequences
-from avbr.eval.probing import ProbeSettings, evaluate_probe, fit_probe, summarise_seeds
-from avbr.eval.spatial import ObjectTracks, relation_labels
-from avbr.eval.splits import check_no_leakage, split_by_group
+from avbr.eval.probing.flow import FlowSet, cell_targets, cells_to_pixels, epe, plot_flow_errors, synthetic_sequences
+from avbr.eval.probing.protocol import ProbeSettings, evaluate_probe, fit_probe, summarise_seeds
+from avbr.eval.probing.spatial import ObjectTracks, relation_labels
+from avbr.eval.probing.splits import check_no_leakage, split_by_group
 from avbr.registry import Registry
 
 __all__ = ["FlowConfig", "ProbeContext", "PROBE_TASKS", "probe_task_names", "fit_flow_probe"]
@@ -203,7 +203,7 @@ def fit_flow_probe(
 
 @PROBE_TASKS.register("flow")
 def flow(ctx: ProbeContext) -> dict[str, Any]:
-    """Dense flow from patch tokens on synthetic sequences (ridge; see ``avbr.eval.flow``)."""
+    """Dense flow from patch tokens on synthetic sequences (ridge; see ``avbr.eval.probing.flow``)."""
     fc = ctx.flow
     size = int(ctx.adapter.contract.resolution[0])
     fs = synthetic_sequences(fc.n_sequences, size, fc.frames, fc.n_objects, fc.max_speed, fc.seed)

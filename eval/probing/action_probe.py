@@ -7,7 +7,7 @@ Two inputs per sample ``(o_t, o_{t+k}, a_t)``:
 - ``single``: features of ``o_t`` alone -> ``a_t`` (behaviour cloning from one frame). Two-frame
   encoders get the still input (``prev=None``: ``M = 0``).
 
-Each input is probed by every probe of ``probes`` (``ridge``, ``mlp``; see ``avbr.eval.probing``)
+Each input is probed by every probe of ``probes`` (``ridge``, ``mlp``; see ``avbr.eval.probing.protocol``)
 for every seed of ``split.seeds``: split the trajectories, fit on train, select on val, report test.
 Metrics: R^2 per action dimension, MSE, gripper accuracy (both actions binarised at
 ``gripper_threshold``; by default the midpoint of the *training* gripper range).
@@ -25,9 +25,9 @@ import numpy as np
 
 from avbr.adapters import EncoderConfig, build_encoder
 from avbr.adapters.probes import midpoint_threshold, regression_metrics
-from avbr.eval.action_data import load_pairs
+from avbr.eval.probing.action_data import load_pairs
 from avbr.eval.features import encode_readouts, load_feature_file, save_feature_file
-from avbr.eval.probing import ProbeSettings, evaluate_probe
+from avbr.eval.probing.protocol import ProbeSettings, evaluate_probe
 
 __all__ = ["DataConfig", "SplitConfig", "EncoderSpec", "ActionProbeConfig", "build_adapter", "compute_features",
            "run_action_probe", "action_report"]
@@ -41,7 +41,7 @@ class DataConfig:
 
     Attributes:
         source: ``avbr.data`` source registry name with actions: ``bridge`` (Bridge V2 raw layout)
-            or ``hdf5_demos`` (LIBERO / robomimic hdf5). See ``avbr.eval.action_data``.
+            or ``hdf5_demos`` (LIBERO / robomimic hdf5). See ``avbr.eval.probing.action_data``.
         root: folder of the data (required unless ``features`` is given).
         source_kwargs: extra keyword arguments of the source (``camera``, ``flip_180``).
         gap: ``k`` in frames between ``o_t`` and ``o_{t+k}`` (>= 1).
