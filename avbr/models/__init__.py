@@ -5,15 +5,15 @@ and ``python -m avbr.models --summary`` for parameters and GFLOPs of every model
 """
 
 from avbr.models.checkpoint import load_encoder, save_encoder
-from avbr.models.config import EncoderConfig, TwoStreamConfig
+from avbr.models.config import StreamEncoderConfig, TwoStreamConfig
 from avbr.models.decoder import DecoderConfig, VideoDecoder
 from avbr.models.output import EncoderOutput
 from avbr.models.predictor import VideoPredictor
-from avbr.models.registry import ENCODER_NAMES, MODELS, build_model, build_model_from_cfg, list_models
+from avbr.models.registry import ENCODER_NAMES, MODELS, build_model, list_models
 
 __all__ = [
     "EncoderOutput",
-    "EncoderConfig",
+    "StreamEncoderConfig",
     "TwoStreamConfig",
     "DecoderConfig",
     "VideoDecoder",
@@ -21,7 +21,6 @@ __all__ = [
     "MODELS",
     "ENCODER_NAMES",
     "build_model",
-    "build_model_from_cfg",
     "list_models",
     "save_encoder",
     "load_encoder",

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from avbr.models.config import EncoderConfig
+from avbr.models.config import StreamEncoderConfig
 from avbr.models.output import EncoderOutput
 from avbr.preprocess import M_CHANNELS, P_CHANNELS, m_channels, mp_channels, p_channels, to_float_frames
 
@@ -74,10 +74,10 @@ class SingleViTEncoder(nn.Module):
 
     Args:
         kind: ``single_stream | early_fusion | m_only | p_only``.
-        cfg: ``EncoderConfig``.
+        cfg: ``StreamEncoderConfig``.
     """
 
-    def __init__(self, kind: str, cfg: EncoderConfig) -> None:
+    def __init__(self, kind: str, cfg: StreamEncoderConfig) -> None:
         super().__init__()
         if kind not in INPUTS:
             raise KeyError(f"unknown single-ViT input {kind!r}; valid: {', '.join(INPUTS)}")

@@ -1,4 +1,4 @@
-"""Dataclass configs of the encoder family (the schema behind ``configs/model/*.yaml``)."""
+"""Dataclass configs of the encoder family (the fields ``build_model(name, **fields)`` takes)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from avbr.models.fusion import CLS_FUSIONS, PIXEL_FUSIONS
 from avbr.models.vit import PRESETS, StreamViT, ViTPreset, resolve_preset
 
-__all__ = ["EncoderConfig", "TwoStreamConfig"]
+__all__ = ["StreamEncoderConfig", "TwoStreamConfig"]
 
 
 @dataclass
-class EncoderConfig:
+class StreamEncoderConfig:
     """Fields shared by every encoder.
 
     Attributes:
@@ -69,7 +69,7 @@ class EncoderConfig:
 
 
 @dataclass
-class TwoStreamConfig(EncoderConfig):
+class TwoStreamConfig(StreamEncoderConfig):
     """Two-stream encoder.
 
     Attributes:

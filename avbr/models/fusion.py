@@ -13,11 +13,9 @@ Three families, each a registry so that a config names the option:
 - ``CLS_FUSIONS``: ``[B, D] x 2 -> [B, D]``: ``linear``, ``mlp``, ``cross_attention`` (a transformer
   layer over the 2-token sequence, then the mean), ``gating`` (``g * m + (1 - g) * p`` with
   ``g = sigmoid(w . [m; p])``).
-- ``AGGREGATIONS``: the aggregation ablation of seed 002, from an ``EncoderOutput``:
-    - ``A`` avg + late: ``[cls_m, mean(M), cls_p, mean(P)]`` concatenated, ``[B, 4D]``, no weights;
-    - ``B`` avg + early: the same vector through a linear map, ``[B, D]``;
-    - ``C`` pixel-wise: ``[cls_fused; patches_fused]`` as tokens, ``[B, 1 + N, D]``;
-    - ``D`` all patches + late: ``[M tokens; P tokens]``, ``[B, 2(1 + N), D]``, no weights.
+
+The aggregation ablation of seed 002 (A avg+late, B avg+early, C pixel-wise, D all patches+late)
+reads encoder features, so it is a readout: ``agg_a .. agg_d`` in :mod:`avbr.adapters.readouts`.
 """
 
 from __future__ import annotations
@@ -25,14 +23,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avbr.models.output import EncoderOutput
 from avbr.registry import Registry
 
-__all__ = ["PIXEL_FUSIONS", "CLS_FUSIONS", "AGGREGATIONS", "build_pixel_fusion", "build_cls_fusion", "build_aggregation"]
+__all__ = ["PIXEL_FUSIONS", "CLS_FUSIONS", "build_pixel_fusion", "build_cls_fusion"]
 
 PIXEL_FUSIONS: Registry[type[nn.Module]] = Registry("pixel fusion")
 CLS_FUSIONS: Registry[type[nn.Module]] = Registry("CLS fusion")
-AGGREGATIONS: Registry[type[nn.Module]] = Registry("aggregation")
 
 
 class _PairLinear(nn.Module):
@@ -118,73 +114,6 @@ class GatingCLSFusion(nn.Module):
         return g * m + (1 - g) * p
 
 
-def _stream_pair(out: EncoderOutput) -> tuple[str, str]:
-    if set(out.stream_cls) != {"m", "p"}:
-        raise ValueError(
-            f"aggregation strategies A-D need an M and a P stream, got streams {sorted(out.stream_cls)}; "
-            "use the 'cls' or 'mean' readout for single-stream encoders"
-        )
-    return "m", "p"
-
-
-def _avg_vector(out: EncoderOutput) -> torch.Tensor:
-    """``[cls_m, mean(M patches), cls_p, mean(P patches)]`` -> ``[B, 4D]``."""
-    parts = []
-    for s in _stream_pair(out):
-        parts += [out.stream_cls[s], out.stream_patches[s].mean(dim=1)]
-    return torch.cat(parts, dim=-1)
-
-
-@AGGREGATIONS.register("A")
-class AvgLateAggregation(nn.Module):
-    """(A) avg + late fusion: ``[B, 4D]``, no weights."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.out_dim = 4 * dim
-
-    def forward(self, out: EncoderOutput) -> torch.Tensor:
-        return _avg_vector(out)
-
-
-@AGGREGATIONS.register("B")
-class AvgEarlyAggregation(nn.Module):
-    """(B) avg + early fusion: ``Linear(4D -> D)`` of the (A) vector, ``[B, D]``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.out_dim = dim
-        self.proj = nn.Linear(4 * dim, dim)
-
-    def forward(self, out: EncoderOutput) -> torch.Tensor:
-        return self.proj(_avg_vector(out))
-
-
-@AGGREGATIONS.register("C")
-class PixelwiseAggregation(nn.Module):
-    """(C) pixel-wise: the encoder's fused CLS and fused patches as tokens, ``[B, 1 + N, D]``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.out_dim = dim
-
-    def forward(self, out: EncoderOutput) -> torch.Tensor:
-        return torch.cat([out.cls.unsqueeze(1), out.patches], dim=1)
-
-
-@AGGREGATIONS.register("D")
-class AllPatchesLateAggregation(nn.Module):
-    """(D) all patches + late: ``[M tokens; P tokens]``, ``[B, 2(1 + N), D]``, no weights."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.out_dim = dim
-
-    def forward(self, out: EncoderOutput) -> torch.Tensor:
-        tokens = [torch.cat([out.stream_cls[s].unsqueeze(1), out.stream_patches[s]], dim=1) for s in _stream_pair(out)]
-        return torch.cat(tokens, dim=1)
-
-
 def build_pixel_fusion(name: str, dim: int) -> nn.Module:
     """Pixel-wise fusion ``name`` (``separate | shared | mlp``) for width ``dim``."""
     return PIXEL_FUSIONS.get(name)(dim)
@@ -194,7 +123,3 @@ def build_cls_fusion(name: str, dim: int) -> nn.Module:
     """CLS fusion ``name`` (``linear | mlp | cross_attention | gating``) for width ``dim``."""
     return CLS_FUSIONS.get(name)(dim)
 
-
-def build_aggregation(name: str, dim: int) -> nn.Module:
-    """Aggregation strategy ``name`` (``A | B | C | D``) for stream width ``dim``; ``.out_dim`` is its width."""
-    return AGGREGATIONS.get(name)(dim)

@@ -1,9 +1,8 @@
 """One registry that builds every model of the family by name.
 
 ``build_model(name, **kwargs)``; the kwargs are the fields of the model's config dataclass
-(``TwoStreamConfig`` for ``two_stream``, ``EncoderConfig`` for the single-ViT baselines), and a
-wrong key raises with the list of valid ones. ``build_model_from_cfg`` takes the Hydra node of
-``configs/model/<name>.yaml`` (``{name: ..., <kwargs>}``).
+(``TwoStreamConfig`` for ``two_stream``, ``StreamEncoderConfig`` for the single-ViT baselines), and a
+wrong key raises with the list of valid ones.
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from avbr.models.baselines import SingleViTEncoder
-from avbr.models.config import EncoderConfig, TwoStreamConfig
+from avbr.models.config import StreamEncoderConfig, TwoStreamConfig
 from avbr.models.decoder import DecoderConfig, VideoDecoder
 from avbr.models.predictor import VideoPredictor
 from avbr.models.two_stream import TwoStreamEncoder
 from avbr.registry import Registry
 
-__all__ = ["MODELS", "ENCODER_NAMES", "build_model", "build_model_from_cfg", "list_models", "make_config"]
+__all__ = ["MODELS", "ENCODER_NAMES", "build_model", "list_models", "make_config"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -42,9 +41,9 @@ def two_stream(**kwargs: Any) -> TwoStreamEncoder:
 
 def _single_vit(kind: str) -> Callable[..., SingleViTEncoder]:
     def build(**kwargs: Any) -> SingleViTEncoder:
-        return SingleViTEncoder(kind, make_config(EncoderConfig, kwargs, kind))
+        return SingleViTEncoder(kind, make_config(StreamEncoderConfig, kwargs, kind))
 
-    build.__doc__ = f"Single-ViT baseline {kind!r} (``EncoderConfig`` fields)."
+    build.__doc__ = f"Single-ViT baseline {kind!r} (``StreamEncoderConfig`` fields)."
     return build
 
 
@@ -72,14 +71,6 @@ def video_predictor(
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` (see ``list_models()``) from its config fields."""
     return MODELS.get(name)(**kwargs)
-
-
-def build_model_from_cfg(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build from a mapping ``{name: <registry name>, **kwargs}`` (a ``configs/model`` node)."""
-    cfg = dict(cfg)
-    if "name" not in cfg:
-        raise KeyError(f"model config needs a 'name' key (one of {', '.join(MODELS.names())}), got keys {sorted(cfg)}")
-    return build_model(cfg.pop("name"), **cfg)
 
 
 def list_models() -> list[str]:

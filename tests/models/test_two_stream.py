@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from avbr.models import ENCODER_NAMES, build_model, list_models
-from avbr.models.fusion import AGGREGATIONS, CLS_FUSIONS, PIXEL_FUSIONS, build_aggregation, build_cls_fusion, build_pixel_fusion
+from avbr.models.fusion import CLS_FUSIONS, PIXEL_FUSIONS, build_cls_fusion, build_pixel_fusion
 
 TINY = dict(preset="tiny", img_size=32, patch_size=8, depth=3)
 
@@ -118,18 +118,6 @@ def test_shared_pixel_fusion_fuses_cls_with_the_same_map():
     assert torch.allclose(out.cls, enc.pixel_fusion(out.stream_cls["m"], out.stream_cls["p"]))
     with pytest.raises(ValueError, match="cls_fusion='linear'"):
         build_model("two_stream", pixel_fusion="shared", cls_fusion="gating", **TINY)
-
-
-@pytest.mark.parametrize("name, shape", [("A", (2, 4 * 192)), ("B", (2, 192)), ("C", (2, 17, 192)), ("D", (2, 34, 192))])
-def test_aggregations(name, shape):
-    enc = build_model("two_stream", **TINY)
-    agg = build_aggregation(name, enc.embed_dim)
-    assert agg(enc(*_pair())).shape == shape
-    assert set(AGGREGATIONS.names()) == {"A", "B", "C", "D"}
-    single = build_model("single_stream", **TINY)
-    if name in "ABD":
-        with pytest.raises(ValueError, match="M and a P stream"):
-            agg(single(*_pair()))
 
 
 def test_registry_errors_list_valid_names():
