@@ -43,8 +43,8 @@ A plain function ``batch -> actions`` works as a policy too (no reset hook).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,8 +57,10 @@ import numpy as np
 from avbr.envs.config import ACTION_DIM, STATE_DIM, EpisodeRecord, EpisodeSpec, SuiteConfig, TaskInfo
 from avbr.envs.observations import stack_obs
 from avbr.envs.registry import list_tasks, max_steps
-from avbr.envs.renderer import configure_renderer
+from avbr.envs.renderer import configure_renderer, worker_render_env
 from avbr.envs.worker import worker_main
+
+log = logging.getLogger(__name__)
 
 
 class WorkerCrashed(RuntimeError):
@@ -80,18 +82,28 @@ class WorkerPool:
     def __init__(self, cfg: SuiteConfig, num_workers: int) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        configure_renderer(cfg.renderer)
+        backend = configure_renderer(cfg.renderer)
         self.cfg = cfg
         self._ctx = mp.get_context("spawn")
-        # Mesa's llvmpipe (software EGL/OSMesa) renders with one thread per core by default, so a
-        # single worker already fills a small machine and more workers only oversubscribe it.
-        # Give each worker its share of the cores; LP_NUM_THREADS set by the user wins.
-        self.render_threads = max(1, (os.cpu_count() or 1) // num_workers)
+        # Each worker's rendering device: its GPU (EGL, round-robin) or its share of the cores
+        # (Mesa's software renderer); see avbr.envs.renderer.
+        self.render_envs = [worker_render_env(i, num_workers, backend.name) for i in range(num_workers)]
         self.procs: list[Any] = [None] * num_workers
         self.conns: list[Connection] = [None] * num_workers  # type: ignore[list-item]
         self.restarts = 0
         for i in range(num_workers):
             self._start(i)
+        self.renderer = self._check_renderer(backend.name) if cfg.render else {"backend": backend.name}
+
+    def _check_renderer(self, backend: str) -> dict[str, Any]:
+        """Ask worker 0 which OpenGL implementation it renders with, and log it once."""
+        self.send(0, "gl_vendor")
+        info = {"backend": backend, **self.recv(0, timeout=120.0),
+                "egl_devices": sorted({e["MUJOCO_EGL_DEVICE_ID"] for e in self.render_envs
+                                       if "MUJOCO_EGL_DEVICE_ID" in e})}
+        log.info("renderer: MUJOCO_GL=%s, %s / %s, worker GPUs %s", backend, info["vendor"],
+                 info["renderer"], info["egl_devices"] or "none (software)")
+        return info
 
     def __len__(self) -> int:
         return len(self.procs)
@@ -103,7 +115,7 @@ class WorkerPool:
 
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=worker_main, args=(child, self.cfg, self.render_threads), daemon=True,
+        proc = self._ctx.Process(target=worker_main, args=(child, self.cfg, self.render_envs[i]), daemon=True,
                                  name=f"avbr-env-worker-{i}")
         proc.start()
         child.close()

@@ -29,7 +29,7 @@ import numpy as np
 from avbr.envs.config import ACTION_DIM, EpisodeRecord, EpisodeSpec, SuiteConfig
 from avbr.envs.observations import convert_obs, quat_to_axis_angle
 from avbr.envs.registry import SimEnv, build_env, max_steps
-from avbr.envs.renderer import configure_renderer
+from avbr.envs.renderer import configure_renderer, gl_vendor
 
 
 def state_digest(state: np.ndarray) -> str:
@@ -133,20 +133,21 @@ def demo_step(env: SimEnv, raw: dict[str, np.ndarray], action: np.ndarray,
     return out
 
 
-def worker_main(conn: Connection, cfg: SuiteConfig, render_threads: int | None = None) -> None:
+def worker_main(conn: Connection, cfg: SuiteConfig, render_env: dict[str, str] | None = None) -> None:
     """Entry point of a worker process (target of ``multiprocessing`` ``spawn``).
 
     Args:
         conn: pipe to the parent.
         cfg: suite config.
-        render_threads: threads of Mesa's software renderer in this process (``LP_NUM_THREADS``,
-            unless already set); ``None`` leaves Mesa's default (one per core).
+        render_env: environment variables placing this worker on its renderer, set before any
+            simulator import (:func:`avbr.envs.renderer.worker_render_env`: the EGL GPU, or the
+            software renderer's thread count).
     """
-    if render_threads is not None:
-        os.environ.setdefault("LP_NUM_THREADS", str(render_threads))
+    os.environ.update(render_env or {})
     configure_renderer(cfg.renderer)
     runner = EpisodeRunner(cfg)
-    handlers: dict[str, Any] = {"start": runner.start, "step": runner.step, "expert": runner.expert}
+    handlers: dict[str, Any] = {"start": runner.start, "step": runner.step, "expert": runner.expert,
+                                "gl_vendor": gl_vendor}
     while True:
         try:
             command, *args = conn.recv()

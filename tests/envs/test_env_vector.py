@@ -56,6 +56,8 @@ def test_lift_rollout_through_vector_interface() -> None:
 
 def test_vector_env_step_structure() -> None:
     with VectorEnv(LIFT, 2) as venv:
+        # the start-up check names the OpenGL implementation the workers render with
+        assert venv.pool.renderer["backend"] == "egl" and venv.pool.renderer["vendor"]
         out = venv.reset([0, 1], [EpisodeSpec(0, 4, 0), EpisodeSpec(0, 5, 1)])
         assert out.error == [None, None] and len(set(out.init_digest)) == 2
         out = venv.step([1], np.zeros((1, 7)))
