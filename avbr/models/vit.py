@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -107,9 +108,24 @@ class StreamViT(nn.Module):
         """
         if x.shape[1] != self.in_chans:
             raise ValueError(f"expected {self.in_chans} input channels, got {x.shape[1]}")
-        patches = self.patch_embed(x)  # [B, N, D]
+        patches = self.patchify(x)  # [B, N, D]
         cls = self.cls_token.expand(x.shape[0], -1, -1)  # [B, 1, D]
         return torch.cat([cls, patches], dim=1) + self.pos_embed
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch embedding ``[B, C, H, W] -> [B, N, D]`` as reshape + matmul.
+
+        Same weights and math as timm's ``PatchEmbed`` (a stride-``p`` convolution): the conv
+        weight ``[D, C, p, p]`` flattened to ``[D, C p p]`` applied to each patch flattened in
+        ``(C, p, p)`` order. Why: cuDNN pads the 4- and 5-channel M/P inputs of the convolution to
+        8 channels; a matmul over ``C p p`` features has no such padding (issue "Performance").
+        """
+        b, c, h, w = x.shape
+        p = self.patch_size
+        x = x.reshape(b, c, h // p, p, w // p, p)  # [B, C, gh, p, gw, p]
+        x = x.permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), c * p * p)  # [B, N, C p p]
+        proj = self.patch_embed.proj
+        return F.linear(x, proj.weight.reshape(proj.weight.shape[0], -1), proj.bias)  # [B, N, D]
 
     def run_blocks(self, tokens: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """Apply blocks ``start .. stop-1`` to ``tokens [B, 1 + N, D]``."""
