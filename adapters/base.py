@@ -145,7 +145,9 @@ class InputContract:
             ``size - crop`` is 3 mod 4.
         resize_uint8: resize the frames as uint8 images with torchvision's ``resize`` (what the
             transformers image processors call; it agrees with PIL, which timm's eval transform
-            uses, to within one grey level); False resizes float tensors (R3M).
+            uses, to a grey level or two). On CPU torchvision resizes uint8 natively, as PIL does;
+            on GPU it resizes in float and rounds, as the processors do on GPU. False resizes
+            float tensors (R3M).
         interpolation: ``"bilinear"`` or ``"bicubic"`` (antialiased, as torchvision's ``Resize``
             on tensors and PIL).
         scale: multiplies the uint8 values first: ``1/255`` gives ``[0, 1]``; ``1.0`` keeps
