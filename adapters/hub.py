@@ -108,13 +108,15 @@ def _read_torch_pickle(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         needs = _unsafe_globals(path)
         if needs:
+            # a save_pretrained folder picks model.safetensors up by itself; a lone file is re-pointed
+            target = path.parent / "model.safetensors" if path.name.startswith("pytorch_model") else path.with_suffix(".safetensors")
             raise WeightsFormatError(
                 f"{path} is a pickle that needs Python code to load ({', '.join(needs[:5])}), which is not "
                 f"run (torch.load(weights_only=True)). If you trust the file, convert its tensors to "
-                f"safetensors once and point encoder.source at the new file: python -c \"import torch; "
+                f"safetensors once (then use {target} as encoder.source, or its folder): python -c \"import torch; "
                 f"from safetensors.torch import save_file; ckpt = torch.load('{path}', weights_only=False); "
                 f"sd = ckpt.get('state_dict', ckpt); "
-                f"save_file({{k: v.contiguous() for k, v in sd.items()}}, '{path.with_suffix('.safetensors')}')\" "
+                f"save_file({{k: v.contiguous() for k, v in sd.items()}}, '{target}')\" "
                 f"(for R3M's model.pt take ckpt['r3m'])"
             ) from exc
         raise WeightsFormatError(

@@ -111,3 +111,12 @@ def test_r3m_pickle_and_converted_safetensors_agree(tmp_path, make_frames) -> No
         for f in ("model.pt", "model.safetensors")
     ]
     torch.testing.assert_close(out[0], out[1], atol=0, rtol=0)
+
+
+def test_hf_bin_that_needs_code_points_at_model_safetensors(dino_bin_dir) -> None:
+    """For a save_pretrained folder the conversion target is the folder's model.safetensors, which
+    the folder then loads without further changes."""
+    _, directory, sd = dino_bin_dir
+    torch.save({**sd, "config": NeedsCode()}, directory / "pytorch_model.bin")
+    with pytest.raises(WeightsFormatError, match=str(directory / "model.safetensors")):
+        build_encoder(EncoderConfig(name="dinov2_hf", source=str(directory), device="cpu"))
