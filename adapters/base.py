@@ -11,6 +11,7 @@ Letters: ``B`` batch, ``T`` frames, ``C, H, W`` channels/height/width, ``N`` tok
 from __future__ import annotations
 
 import hashlib
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2.functional import resize as resize_image
 
 __all__ = [
     "Features",
@@ -129,12 +132,24 @@ class InputContract:
         source: where the weights come from (hub id, checkpoint layout, or "random init").
         resolution: ``(H, W)`` of the model input in pixels.
         resize: ``"squash"`` resizes to ``resolution`` directly; ``"center_crop"`` resizes the
-            short side to ``resolution / crop_pct`` and takes the central ``resolution`` crop
-            (the HF/timm/R3M evaluation pipelines). Frames already at ``resolution`` are used as
-            they are in both modes.
+            short side to ``floor(resolution / crop_pct)`` (timm ``transforms_imagenet_eval``'s
+            ``scale_size``; exact for the HF processors' ``shortest_edge``) and takes the central
+            ``resolution`` crop (the HF/timm/R3M evaluation pipelines).
         crop_pct: fraction of the resized short side that the crop keeps (``center_crop`` only).
+        resize_at_resolution: frames already at ``resolution`` still go through the resize and
+            crop (True: the transformers processors and timm's eval transform, e.g. DINOv2's
+            224 -> 256 -> crop 224); False uses them as they are (R3M's ``forward``).
+        crop_offset: how the centre crop's top/left offset ``(size - crop) / 2`` is rounded:
+            ``"floor"`` (transformers ``center_crop``) or ``"round"`` (torchvision
+            ``CenterCrop``, half to even, which timm and R3M use). They differ by one pixel when
+            ``size - crop`` is 3 mod 4.
+        resize_uint8: resize the frames as uint8 images with torchvision's ``resize`` (what the
+            transformers image processors call; it agrees with PIL, which timm's eval transform
+            uses, to a grey level or two). On CPU torchvision resizes uint8 natively, as PIL does;
+            on GPU it resizes in float and rounds, as the processors do on GPU. False resizes
+            float tensors (R3M).
         interpolation: ``"bilinear"`` or ``"bicubic"`` (antialiased, as torchvision's ``Resize``
-            on tensors).
+            on tensors and PIL).
         scale: multiplies the uint8 values first: ``1/255`` gives ``[0, 1]``; ``1.0`` keeps
             ``0-255`` (R3M, which normalises inside its forward).
         mean: per-channel mean subtracted after ``scale`` (in ``[0, 1]`` units), or applied inside
@@ -151,6 +166,9 @@ class InputContract:
     resolution: tuple[int, int]
     resize: Literal["squash", "center_crop"] = "squash"
     crop_pct: float = 1.0
+    resize_at_resolution: bool = True
+    crop_offset: Literal["floor", "round"] = "round"
+    resize_uint8: bool = False
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -165,6 +183,8 @@ class InputContract:
             raise ValueError(f"frames_needed must be 1 or 2, got {self.frames_needed}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.crop_offset not in ("floor", "round"):
+            raise ValueError(f"crop_offset must be 'floor' or 'round', got {self.crop_offset!r}")
 
     def describe(self) -> dict:
         """A JSON-able dict of every field (what the feature cache hashes)."""
@@ -286,8 +306,7 @@ class EncoderAdapter(nn.Module):
         """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` at ``contract.resolution``, scaled and
         (unless ``normalised_inside``) normalised, on the adapter's device."""
         c = self.contract
-        x = to_frames(frames, self.device) * c.scale  # [B,3,H,W]
-        x = _resize(x, c.resolution, c.resize, c.crop_pct, c.interpolation, hi=255.0 * c.scale)
+        x = _resize(to_frames(frames, self.device), c) * c.scale  # [B,3,H,W]
         if not c.normalised_inside:
             mean = torch.tensor(c.mean, device=x.device).view(1, 3, 1, 1)
             std = torch.tensor(c.std, device=x.device).view(1, 3, 1, 1)
@@ -321,25 +340,32 @@ class EncoderAdapter(nn.Module):
         return state_dict_hash(self)
 
 
-def _resize(
-    x: torch.Tensor, size: tuple[int, int], mode: str, crop_pct: float, interpolation: str, hi: float
-) -> torch.Tensor:
-    """Resize ``[B, 3, H, W]`` floats to ``size`` by squashing or short-side resize + center crop.
+def _resize(x: torch.Tensor, c: InputContract) -> torch.Tensor:
+    """Resize ``[B, 3, H, W]`` floats in ``0-255`` to ``c.resolution`` as the contract says
+    (squash, or short-side resize + centre crop); see :class:`InputContract` for each field.
 
-    Antialiased like torchvision's tensor ``Resize``; bicubic overshoot is clamped to ``[0, hi]``.
+    Antialiased like torchvision's tensor ``Resize`` and PIL; bicubic overshoot is clamped to
+    ``[0, 255]`` (uint8 resizing rounds and clamps by itself).
     """
+    size = tuple(c.resolution)
     h, w = x.shape[-2:]
-    if (h, w) == tuple(size):
+    if (h, w) == size and not c.resize_at_resolution:
         return x
-    if mode == "squash":
-        target = tuple(size)
+    if c.resize == "squash":
+        target = size
     else:
-        short = round(min(size) / crop_pct)  # long side truncated, as torchvision/transformers resize
+        short = math.floor(min(size) / c.crop_pct)  # timm: scale_size = floor(img_size / crop_pct)
+        # long side truncated, as torchvision's Resize(int) and transformers' shortest_edge resize
         target = (short, int(w * short / h)) if h <= w else (int(h * short / w), short)
-    x = F.interpolate(x, size=target, mode=interpolation, antialias=True, align_corners=False)
-    if interpolation == "bicubic":
-        x = x.clamp(0.0, hi)
-    if mode == "center_crop":
-        top, left = round((target[0] - size[0]) / 2.0), round((target[1] - size[1]) / 2.0)  # as torchvision CenterCrop
+    if target != (h, w) and c.resize_uint8:  # a resize to the same size is the identity
+        mode = InterpolationMode.BICUBIC if c.interpolation == "bicubic" else InterpolationMode.BILINEAR
+        x = resize_image(x.to(torch.uint8), list(target), interpolation=mode, antialias=True).float()
+    elif target != (h, w):
+        x = F.interpolate(x, size=target, mode=c.interpolation, antialias=True, align_corners=False)
+        if c.interpolation == "bicubic":
+            x = x.clamp(0.0, 255.0)
+    if c.resize == "center_crop":
+        offset = (lambda d: d // 2) if c.crop_offset == "floor" else (lambda d: round(d / 2.0))
+        top, left = offset(target[0] - size[0]), offset(target[1] - size[1])
         x = x[..., top : top + size[0], left : left + size[1]]
     return x

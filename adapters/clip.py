@@ -82,6 +82,8 @@ def _clip(cfg: EncoderConfig) -> CLIPAdapter:
         resolution=(size, size),
         resize="center_crop",
         crop_pct=1.0,
+        crop_offset="floor",
+        resize_uint8=True,
         interpolation="bicubic",
         mean=stats.get("image_mean", tuple(OPENAI_CLIP_MEAN)),
         std=stats.get("image_std", tuple(OPENAI_CLIP_STD)),

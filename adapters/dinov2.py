@@ -17,9 +17,14 @@ Entries:
 Readout: ``cls`` = final-LayerNorm CLS token (HF ``last_hidden_state[:, 0]``, which is also HF's
 ``pooler_output``; timm ``forward_features(x)[:, 0]``); ``patches`` = final-LayerNorm patch tokens.
 
-Preprocessing: 224 px (DINOv2's linear-probe resolution), short side resized to 256 then center
-crop 224 (``crop_pct=0.875``), bicubic, ImageNet mean/std: the ``BitImageProcessor`` record
-``preprocessor_config.json`` of ``facebook/dinov2-*`` (a local folder's own record wins).
+Preprocessing: 224 px (DINOv2's linear-probe resolution), the ``BitImageProcessor`` record
+``preprocessor_config.json`` of ``facebook/dinov2-*`` (``size: {shortest_edge: 256}``,
+``crop_size: 224 x 224``, ``resample: 3`` = bicubic, ``rescale_factor: 1/255``, ImageNet
+mean/std; a local folder's own mean/std win): short side resized to 256, uint8 result, centre
+crop 224 with the transformers offset ``(size - 224) // 2``. Frames of *every* size go through
+this, including frames already at 224 px (224 -> 256 -> crop 224, as the processor does: a
+224-px frame loses its outer 1/16 and is slightly upsampled). ``dinov2_timm`` uses the same
+record (the DINOv2 authors' evaluation transform, ``Resize(256)`` + ``CenterCrop(224)``).
 Licence: Apache-2.0 (code and weights).
 """
 
@@ -47,7 +52,8 @@ HF_PRESETS = {
 _HF_COMMON = dict(patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
 
 _CONTRACT = dict(
-    resize="center_crop", crop_pct=0.875, interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    resize="center_crop", crop_pct=0.875, crop_offset="floor", resize_uint8=True, interpolation="bicubic",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD,
     licence="Apache-2.0",
     reference="facebook/dinov2-* preprocessor_config.json (BitImageProcessor: shortest_edge 256, crop 224, bicubic, ImageNet mean/std)",
 )

@@ -7,6 +7,11 @@ real transformers class, reads the checkpoint tensors, passes them through the e
 The converters map the on-disk layout (what ``save_pretrained`` writes and the hub serves) to the
 in-memory parameter names of the installed transformers version, which renames some attention
 weights at load time (``transformers/conversion_mapping.py``); each rename is spelled out by name.
+Those names are the ones of transformers >= 5.24 (the pyproject floor, the version tested): 5.0.0
+still used the 4.x in-memory names, which the converters do not produce.
+
+Weights: ``model.safetensors`` (or its index), else ``pytorch_model.bin`` (or its index), read
+with ``torch.load(weights_only=True)``; see :func:`avbr.adapters.hub.read_state_dict`.
 """
 
 from __future__ import annotations

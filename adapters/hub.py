@@ -14,14 +14,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-__all__ = ["WeightsNotFoundError", "resolve_hf_dir", "resolve_hf_file", "read_state_dict"]
+__all__ = ["WeightsNotFoundError", "WeightsFormatError", "WEIGHT_FILES", "resolve_hf_dir", "resolve_hf_file", "read_state_dict"]
 
-# Files a transformers `save_pretrained` directory may hold that the adapters read.
-HF_PATTERNS = ["config.json", "preprocessor_config.json", "*.safetensors", "*.safetensors.index.json"]
+# Weight files of a transformers `save_pretrained` folder (or a timm hub repo), in the order they
+# are preferred: safetensors, then the older torch pickles (`pytorch_model.bin`), single or sharded.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# What is fetched from the hub: configs and safetensors; the .bin files only for repos without
+# safetensors (see resolve_hf_dir), so a repo holding both is not downloaded twice.
+_CONFIG_PATTERNS = ["config.json", "preprocessor_config.json"]
+_SAFETENSORS_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
+_BIN_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """The weights are neither a local path nor fetchable from the hub."""
+
+
+class WeightsFormatError(ValueError):
+    """A weights file that cannot be read safely: a pickle that needs code, or not a checkpoint."""
 
 
 def _offline_help(source: str, encoder: str, exc: Exception) -> WeightsNotFoundError:
@@ -49,53 +59,93 @@ def resolve_hf_dir(source: str, encoder: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(source, allow_patterns=HF_PATTERNS))
+        directory = Path(snapshot_download(source, allow_patterns=_CONFIG_PATTERNS + _SAFETENSORS_PATTERNS))
+        if not any((directory / name).is_file() for name in WEIGHT_FILES[:2]):  # an older repo: .bin only
+            directory = Path(snapshot_download(source, allow_patterns=_CONFIG_PATTERNS + _BIN_PATTERNS))
+        return directory
     except Exception as exc:  # network errors, gated repos, missing repo: all need the same advice
         raise _offline_help(source, encoder, exc) from exc
 
 
-def resolve_hf_file(source: str, filename: str, encoder: str) -> Path:
-    """A local file or directory (``<dir>/<filename>``) as is, else ``hf_hub_download``."""
+def resolve_hf_file(source: str, filenames: tuple[str, ...], encoder: str) -> Path:
+    """A local file as is; a local directory's first file of ``filenames``; else
+    ``hf_hub_download`` of the first of ``filenames`` the hub repo has."""
     source = os.path.expanduser(source)
     if os.path.isfile(source):
         return Path(source)
     if os.path.isdir(source):
-        path = Path(source) / filename
-        if not path.is_file():
-            raise WeightsNotFoundError(f"{source!r} has no {filename}")
-        return path
+        for name in filenames:
+            if (Path(source) / name).is_file():
+                return Path(source) / name
+        raise WeightsNotFoundError(f"{source!r} has none of {', '.join(filenames)}")
     if source.startswith((".", "/")):
         raise WeightsNotFoundError(f"{source!r} does not exist")
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
+    for name in filenames:
+        try:
+            return Path(hf_hub_download(source, name))
+        except EntryNotFoundError:
+            continue
+        except Exception as exc:
+            raise _offline_help(source, encoder, exc) from exc
+    raise WeightsNotFoundError(f"hub repo {source!r} has none of {', '.join(filenames)}")
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Python globals a legacy torch pickle would import (empty for a tensors-only file)."""
     try:
-        return Path(hf_hub_download(source, filename))
-    except Exception as exc:
-        raise _offline_help(source, encoder, exc) from exc
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (ValueError, RuntimeError, pickle.UnpicklingError):  # not a torch.save zip archive
+        return []
+
+
+def _read_torch_pickle(path: Path) -> dict:
+    """``torch.load(weights_only=True)``: tensors, containers and numbers only, no code runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        needs = _unsafe_globals(path)
+        if needs:
+            # a save_pretrained folder picks model.safetensors up by itself; a lone file is re-pointed
+            target = path.parent / "model.safetensors" if path.name.startswith("pytorch_model") else path.with_suffix(".safetensors")
+            raise WeightsFormatError(
+                f"{path} is a pickle that needs Python code to load ({', '.join(needs[:5])}), which is not "
+                f"run (torch.load(weights_only=True)). If you trust the file, convert its tensors to "
+                f"safetensors once (then use {target} as encoder.source, or its folder): python -c \"import torch; "
+                f"from safetensors.torch import save_file; ckpt = torch.load('{path}', weights_only=False); "
+                f"sd = ckpt.get('state_dict', ckpt); "
+                f"save_file({{k: v.contiguous() for k, v in sd.items()}}, '{target}')\" "
+                f"(for R3M's model.pt take ckpt['r3m'])"
+            ) from exc
+        raise WeightsFormatError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "the file may be truncated or not a weights file: download it again"
+        ) from exc
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file, a sharded ``*.safetensors.index.json``, a torch
-    pickle (``.pt/.pth/.bin``, loaded with ``weights_only=True``), or a ``save_pretrained``
-    directory (``model.safetensors`` or its index)."""
+    """Tensors of a ``.safetensors`` file, a sharded ``*.index.json`` (safetensors or ``.bin``
+    shards), a torch pickle (``.pt/.pth/.bin``, loaded with ``weights_only=True``), or a
+    ``save_pretrained`` directory (the first of :data:`WEIGHT_FILES` it holds).
+
+    Raises:
+        WeightsNotFoundError: a directory without any of :data:`WEIGHT_FILES`.
+        WeightsFormatError: a pickle that needs code to load, or a file that is not a checkpoint.
+    """
     path = Path(path)
     if path.is_dir():
-        for name in ("model.safetensors", "model.safetensors.index.json"):
+        for name in WEIGHT_FILES:
             if (path / name).is_file():
                 return read_state_dict(path / name)
-        raise WeightsNotFoundError(f"{path} has neither model.safetensors nor model.safetensors.index.json")
-    if path.name.endswith(".safetensors.index.json"):
+        raise WeightsNotFoundError(f"{path} has none of {', '.join(WEIGHT_FILES)}")
+    if path.name.endswith(".index.json"):
         shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
         out: dict[str, torch.Tensor] = {}
         for shard in shards:
-            out.update(load_file(path.parent / shard))
+            out.update(read_state_dict(path.parent / shard))
         return out
     if path.suffix == ".safetensors":
         return load_file(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path} holds Python objects besides tensors, which are not loaded (weights_only=True). If you "
-            f"trust the file, re-save its tensors once: torch.save(torch.load(p, weights_only=False)[...], p2)"
-        ) from exc
+    return _read_torch_pickle(path)

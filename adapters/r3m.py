@@ -3,7 +3,9 @@
 Entry ``r3m``; ``arch`` = ``resnet18`` | ``resnet34`` | ``resnet50`` (default ``resnet50``).
 ``source``: the ``model.pt`` that R3M's own loader caches (``~/.r3m/r3m_50/model.pt`` for
 ``load_r3m("resnet50")``), a folder holding it, or the shorthand ``r3m_18`` / ``r3m_34`` /
-``r3m_50`` for that cache path. R3M's weights live on Google Drive, not on a hub our code can
+``r3m_50`` for that cache path. ``model.pt`` is read with ``torch.load(weights_only=True)`` (no
+code runs); a ``.safetensors`` file holding the ``"r3m"`` entry (what the error for a pickle that
+needs code tells you to write) is read too. R3M's weights live on Google Drive, not on a hub our code can
 reach, so there is no download here: the error says where to put the file.
 
 Checkpoint layout (facebookresearch/r3m, ``r3m/__init__.py`` ``load_r3m``): ``torch.load(path)
@@ -15,7 +17,8 @@ Checkpoint layout (facebookresearch/r3m, ``r3m/__init__.py`` ``load_r3m``): ``to
 Input (``r3m/models/models_r3m.py`` ``R3M.forward``): float images in 0-255; the model divides by
 255 and applies the ImageNet ``Normalize`` inside; frames that are not 224 x 224 first go through
 ``Resize(256)`` + ``CenterCrop(224)`` (bilinear). Our contract reproduces this
-(``scale=1``, ``normalised_inside``, ``center_crop`` with ``crop_pct = 224/256``).
+(``scale=1``, ``normalised_inside``, ``center_crop`` with ``crop_pct = 224/256``, frames already at
+224 used as they are: ``resize_at_resolution=False``; float resize, torchvision crop offset).
 
 Readout: ``cls`` = R3M's embedding, the global average pool of ``layer4`` (512-d for ResNet-18/34,
 2048-d for ResNet-50); ``patches`` = the ``layer4`` feature map, ``[B, 7*7, D]`` at 224 px.
@@ -123,13 +126,18 @@ def _r3m(cfg: EncoderConfig) -> R3MAdapter:
     model = R3MNet(arch)
     if cfg.source is not None:
         path = _checkpoint_path(cfg.source)
-        load_strict(model, convert_r3m(read_state_dict(path)), source=str(path))
+        # a .safetensors file can hold only the flat tensors: it is the checkpoint's "r3m" entry
+        checkpoint = {"r3m": read_state_dict(path)} if path.suffix == ".safetensors" else read_state_dict(path)
+        load_strict(model, convert_r3m(checkpoint), source=str(path))
     size = cfg.img_size or 224
     contract = InputContract(
         source=f"{cfg.source} (R3M {arch})" if cfg.source else f"random init (R3M {arch})",
         resolution=(size, size),
         resize="center_crop",
         crop_pct=224 / 256,
+        resize_at_resolution=False,
+        crop_offset="round",
+        resize_uint8=False,
         interpolation="bilinear",
         scale=1.0,
         normalised_inside=True,

@@ -76,6 +76,7 @@ def _siglip(cfg: EncoderConfig) -> SigLIPAdapter:
         source=cfg.source or f"random init (SiglipVisionModel {cfg.arch or 'b16'})",
         resolution=(size, size),
         resize="squash",
+        resize_uint8=True,
         interpolation="bicubic",
         mean=stats.get("image_mean", (0.5, 0.5, 0.5)),
         std=stats.get("image_std", (0.5, 0.5, 0.5)),

@@ -2,7 +2,8 @@
 
 Entry ``timm_vit``: ``timm.create_model(arch, num_classes=0, img_size=...)`` (default
 ``vit_small_patch16_224.augreg_in21k_ft_in1k``'s architecture). ``source``: a timm ``state_dict``
-file (``.safetensors``/``.pth``), a folder with ``model.safetensors``, or a hub id
+file (``.safetensors``, or ``.pth``/``.bin`` read with ``torch.load(weights_only=True)``), a folder
+with ``model.safetensors`` (else ``pytorch_model.bin``), or a hub id
 (``timm/vit_small_patch16_224.augreg_in21k_ft_in1k``). ``convert_timm_vit`` drops the ImageNet
 classifier (``head.weight``, ``head.bias``) by name and resamples ``pos_embed`` to the model's
 grid with ``timm.layers.resample_abs_pos_embed`` (what timm's own ``checkpoint_filter_fn`` does).
@@ -11,7 +12,10 @@ Readout: ``cls`` is the final-norm CLS token (``forward_features(x)[:, 0]``), ``
 final-norm patch tokens (prefix tokens removed).
 
 Preprocessing (timm ``default_cfgs`` of the augreg weights, ``timm/models/vision_transformer.py``):
-224 px, bicubic, ``crop_pct=0.9``, mean = std = 0.5. Licence: Apache-2.0.
+224 px, bicubic, ``crop_pct=0.9``, mean = std = 0.5, applied with the arithmetic of timm's
+``resolve_data_config`` + ``create_transform`` eval pipeline (``transforms_imagenet_eval``): short
+side resized to ``floor(224 / 0.9) = 248`` (also for frames already at 224), PIL-style uint8
+result, torchvision ``CenterCrop(224)`` (offset rounded half to even). Licence: Apache-2.0.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def build_timm_vit(
     size = cfg.img_size or native_size
     model = timm.create_model(arch, pretrained=False, num_classes=0, img_size=size, **cfg.model_kwargs)
     if cfg.source is not None:
-        path = resolve_hf_file(cfg.source, "model.safetensors", cfg.name)
+        path = resolve_hf_file(cfg.source, ("model.safetensors", "pytorch_model.bin"), cfg.name)
         load_strict(model, convert(read_state_dict(path), model), source=str(cfg.source))
     contract = InputContract(
         source=source_desc if cfg.source is None else f"{cfg.source} ({arch})",
@@ -109,7 +113,8 @@ def _timm_vit(cfg: EncoderConfig) -> TimmViTAdapter:
         native_size=224,
         convert=convert_timm_vit,
         contract_kw=dict(
-            resize="center_crop", crop_pct=0.9, interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+            resize="center_crop", crop_pct=0.9, crop_offset="round", resize_uint8=True, interpolation="bicubic",
+            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
             licence="Apache-2.0",
             reference="timm default_cfgs for vit_*_patch16_224.augreg_in21k_ft_in1k (timm/models/vision_transformer.py)",
         ),

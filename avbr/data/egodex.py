@@ -12,6 +12,13 @@ from avbr.data.video import count_frames, read_frames
 
 __all__ = ["EgoDexSource"]
 
+_DESCRIPTION_ATTRS = ("llm_description", "llm_description2", "which_llm_description")
+
+
+def _text(value: object) -> str:
+    """An hdf5 string attribute (``str``, ``bytes`` or ``numpy.bytes_``) as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
 
 @SOURCES.register("egodex")
 class EgoDexSource(FramePairSource):
@@ -24,10 +31,20 @@ class EgoDexSource(FramePairSource):
                                   transforms/<joint>   float [T, 4, 4] (camera, hands, fingers)
                                   confidences/<joint>  float [T]
                                   camera/intrinsic     float [3, 3]
-                                  attrs: llm_description (language description of the episode)
+                                  attrs: llm_description        language description of the episode
+                                         llm_description2       reversible tasks: the description
+                                                                of the other direction
+                                         which_llm_description  "1" or "2": which of the two this
+                                                                episode performs
+                                         llm_type               "reversible" for those tasks
+
+    (attribute layout of the EgoDex release, apple/ml-egodex; e.g. ``add_remove_lid`` episodes are
+    "add the lid" or "remove the lid" and say which through ``which_llm_description``.)
 
     An episode is an mp4 with a same-named hdf5 beside it (mp4s without one are not listed).
-    ``task`` is the hdf5's ``llm_description`` attribute when present, else the folder name. The
+    ``task`` is the hdf5's active description (``llm_description2`` when
+    ``which_llm_description`` is ``"2"``, else ``llm_description``), or the folder name when the
+    file has no description. The
     hdf5 is opened for every sample (it is small) so a truncated annotation file is detected and
     skipped like a corrupt video. EgoDex has no robot actions, so samples carry none.
 
@@ -53,15 +70,23 @@ class EgoDexSource(FramePairSource):
         return os.path.splitext(mp4)[0] + ".hdf5"
 
     def task(self, ref: EpisodeRef) -> str:
-        """The episode's description (hdf5 ``llm_description``) or its folder name."""
+        """The episode's active description (see the class docstring) or its folder name.
+
+        Raises:
+            CorruptFileError: the hdf5 cannot be read, or says ``which_llm_description = "2"``
+                without an ``llm_description2``.
+        """
         path = self._hdf5(ref.path)
         try:
             with h5py.File(path, "r") as f:
-                desc = f.attrs.get("llm_description")
+                attrs = {k: _text(f.attrs[k]) for k in _DESCRIPTION_ATTRS if k in f.attrs}
         except (OSError, ValueError, KeyError) as e:
             raise CorruptFileError(path, f"not a readable hdf5 file ({e})") from e
-        if desc is not None:
-            return desc.decode() if isinstance(desc, bytes) else str(desc)
+        key = "llm_description2" if attrs.get("which_llm_description", "1").strip() == "2" else "llm_description"
+        if key in attrs:
+            return attrs[key]
+        if key == "llm_description2":
+            raise CorruptFileError(path, "which_llm_description is '2' but the file has no llm_description2")
         return os.path.basename(os.path.dirname(ref.path))
 
     def episode_length(self, ref: EpisodeRef) -> int:

@@ -19,8 +19,8 @@ stacks the pairs. Sources with actions:
     (the layout that rail-berkeley/bridge_data_v2's ``data_processing/bridgedata_raw_to_numpy.py``
     reads: actions from ``policy_out.pkl`` entries' ``"actions"``, frame ``t`` paired with action
     ``t``.) The trajectory id is the folder path relative to ``root``, so the split is by
-    trajectory. Caveat from that script: data collected before 2021-07-23 has a one-step camera
-    latency (it drops the first observation and the last action); the reader does not shift it.
+    trajectory. As that script does, data collected before 2021-07-23 (one-step camera latency)
+    loses its first observation and last action (``latency_shift``, on by default).
 
 **Bridge V2, RLDS / TFDS release** (``bridge_dataset/1.0.0/*.tfrecord-*``: episodes with
 ``steps/{observation/{image_0..3, state}, action [7], language_instruction}``) is **not read

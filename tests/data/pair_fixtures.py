@@ -54,24 +54,42 @@ def write_libero(path: Path, demos: int = 2, length: int = 6, size: int = 16) ->
 
 
 def write_bridge_traj(traj: Path, length: int = 5, size: int = 32) -> Path:
-    """Bridge V2 raw layout: images0/im_i.jpg, policy_out.pkl, obs_dict.pkl, lang.txt."""
+    """Bridge V2 raw layout (rail-berkeley/bridge_data_v2 data_processing/bridgedata_raw_to_numpy.py):
+    ``<date>/raw/traj_group<g>/traj<n>/{images0/im_i.jpg, policy_out.pkl, obs_dict.pkl,
+    agent_data.pkl, lang.txt}``; ``traj`` is the ``traj<n>`` folder.
+
+    Index patterns: image ``i`` has grey level ``20 i``, ``policy_out[i]["actions"]`` is ``i``
+    everywhere, ``obs_dict["full_state"][i]`` is ``100 + i`` and ``obs_dict["state"][i]`` is ``-i``
+    (so reading the wrong key shows)."""
     (traj / "images0").mkdir(parents=True)
     for i in range(length):
         Image.fromarray(frame(i, size)).save(traj / "images0" / f"im_{i}.jpg", quality=100)
-    actions = [{"actions": np.full(7, i, dtype=np.float32)} for i in range(length - 1)]
-    (traj / "policy_out.pkl").write_bytes(pickle.dumps(actions))
-    (traj / "obs_dict.pkl").write_bytes(pickle.dumps({"state": np.arange(length * 7, dtype=np.float32).reshape(length, 7)}))
+    policy_out = [
+        {"actions": np.full(7, i, dtype=np.float32), "new_robot_transform": np.eye(4), "delta_robot_transform": np.eye(4),
+         "policy_type": "VRTeleopPolicy"}
+        for i in range(length - 1)
+    ]
+    steps = np.arange(length, dtype=np.float64)[:, None]
+    obs = {"full_state": np.repeat(100 + steps, 7, 1), "state": np.repeat(-steps, 7, 1), "qpos": np.zeros((length, 6)),
+           "qvel": np.zeros((length, 6)), "eef_transform": np.tile(np.eye(4), (length, 1, 1)),
+           "time_stamp": list(0.2 * steps[:, 0]), "env_done": [False] * length}
+    for name, obj in (("policy_out.pkl", policy_out), ("obs_dict.pkl", obs), ("agent_data.pkl", {"agent": "widowx"})):
+        (traj / name).write_bytes(pickle.dumps(obj))
     (traj / "lang.txt").write_text("open the drawer\nconfidence: 1\n")
     return traj
 
 
-def write_egodex_episode(folder: Path, i: int, n: int = 8, size: int = 32) -> Path:
-    """EgoDex layout: <task>/<i>.mp4 + <task>/<i>.hdf5 with transforms and llm_description."""
+def write_egodex_episode(folder: Path, i: int, n: int = 8, size: int = 32, attrs: dict | None = None) -> Path:
+    """EgoDex layout: <task>/<i>.mp4 + <task>/<i>.hdf5 with transforms, confidences, camera
+    intrinsics and the description attributes (``attrs``; default one ``llm_description``)."""
     mp4 = write_video(folder / f"{i}.mp4", n, size)
     with h5py.File(folder / f"{i}.hdf5", "w") as f:
         f.create_dataset("transforms/leftHand", data=np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)))
+        f.create_dataset("transforms/camera", data=np.tile(np.eye(4, dtype=np.float32), (n, 1, 1)))
         f.create_dataset("confidences/leftHand", data=np.ones(n, dtype=np.float32))
-        f.attrs["llm_description"] = "fold the towel"
+        f.create_dataset("camera/intrinsic", data=np.eye(3, dtype=np.float32))
+        for k, v in ({"llm_description": "fold the towel"} if attrs is None else attrs).items():
+            f.attrs[k] = v
     return mp4
 
 

@@ -68,8 +68,8 @@ def test_libero_hdf5_frames_actions_task_and_flip(tmp_path) -> None:
 
 
 def test_bridge_raw_layout(tmp_path) -> None:
-    write_bridge_traj(tmp_path / "raw" / "traj_group0" / "traj0")
-    write_bridge_traj(tmp_path / "raw" / "traj_group0" / "traj1")
+    write_bridge_traj(tmp_path / "2022-05-01_10-00-00" / "raw" / "traj_group0" / "traj0")
+    write_bridge_traj(tmp_path / "2022-05-01_10-00-00" / "raw" / "traj_group0" / "traj1")
     gap = GapSchedule(max_gap=2)
     src = BridgeSource(str(tmp_path), gap)
     assert len(src) == 2
@@ -77,7 +77,7 @@ def test_bridge_raw_layout(tmp_path) -> None:
     check_pair(s, gap)
     assert abs(grey(s["prev"]) - 20 * s["t"]) < 2 and abs(grey(s["curr"]) - 20 * (s["t"] + s["gap"])) < 2
     assert s["action"].tolist() == [float(s["t"])] * 7
-    assert s["state"].shape == (7,) and s["task"] == "open the drawer"
+    assert s["state"].tolist() == [100.0 + s["t"]] * 7 and s["task"] == "open the drawer"
 
 
 @pytest.mark.parametrize("suffix,codec", [(".mp4", "libx264"), (".webm", "libvpx-vp9")])
