@@ -29,8 +29,8 @@ class TopRowEncoder:
         return Features(cls=cls, patches=cls[:, None], grid=(1, 1))
 
 
-def _write(path, language, steps=(5, 7), size=8):
-    writer = DemoWriter(path, "fake_suite", 0)
+def _write(path, language, steps=(5, 7), size=8, task_id=0):
+    writer = DemoWriter(path, "fake_suite", task_id)
     for n in steps:
         img = np.zeros((n, size, size, 3), np.uint8)
         img[:, -1, :, 0] = np.arange(n)[:, None] * 10  # bottom row as stored = top row once upright
@@ -46,7 +46,7 @@ def _write(path, language, steps=(5, 7), size=8):
 
 def test_find_by_name_or_language_and_missing_message(tmp_path):
     _write(tmp_path / "fake_suite" / "renamed_file.hdf5", "Lift the cube")
-    _write(tmp_path / "fake_suite" / "c_demo.hdf5", "the BDDL wording differs")
+    _write(tmp_path / "fake_suite" / "c_demo.hdf5", "the BDDL wording differs", task_id=2)
     tasks = [TaskInfo("fake_suite", 0, "a", "lift the cube", None), TaskInfo("fake_suite", 1, "b", "stack", None),
              TaskInfo("fake_suite", 2, "c", "task c", None)]
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
@@ -62,7 +62,7 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), max_per_task=2)
     enc = TopRowEncoder()
     spec = FeatureSpec(readout="cls", gap=2)
-    demos, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8)
+    demos, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert [len(d.actions) for d in demos] == [5, 7] and info["encoded_files"] == 1
     d = demos[1]
     # Upright top row holds 10*t; prev is o_{max(t-2, 0)}.
@@ -71,11 +71,11 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     np.testing.assert_array_equal(d.state[0], [1, 1, 1, 1, 1, 1, 2, 2])
     assert d.task_index == 0 and d.actions.shape == (7, 7)
     frames = enc.frames
-    again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8)
+    again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert info["cache_hits"] == 1 and enc.frames == frames
     np.testing.assert_array_equal(again[1].features, d.features)
     # A different gap (or file content, or weights) is a different cache entry.
-    load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, FeatureSpec(readout="cls", gap=1), camera_size=8)
+    load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, FeatureSpec(readout="cls", gap=1), camera_size=8, flip_images=True)
     assert enc.frames > frames
     with pytest.raises(ValueError, match="camera_size=8"):
-        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16)
+        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16, flip_images=True)
