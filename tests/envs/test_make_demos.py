@@ -58,7 +58,7 @@ def test_make_demos_robosuite_lift_roundtrip(tmp_path: Path) -> None:
     item = dataset[0]
     assert item["obs"]["agentview_rgb"].shape == (10, 3, 64, 64) and item["actions"].shape == (10, 7)
 
-    # Stored images are upside down like the official files; read_demo makes them upright and
+    # Stored images are upside down like the official files; read_demo converts them like rollouts,
     # identical to what the env gives a policy on the first step of the same init state.
     options = DemoReadOptions(drop_noops=False)
     key = next(k for k in demo_keys(path) if read_demo(path, k, options).init_index == 0)
