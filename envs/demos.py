@@ -389,7 +389,8 @@ def proprio(obs: Mapping[str, np.ndarray]) -> np.ndarray | None:
         return np.concatenate([obs["ee_states"], obs["gripper_states"]], axis=1).astype(np.float32)
     if all(k in obs for k in ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")):
         axis_angle = np.stack([observations.quat_to_axis_angle(q) for q in obs["robot0_eef_quat"]]).reshape(-1, 3)
-        return np.concatenate([obs["robot0_eef_pos"], axis_angle, obs["robot0_gripper_qpos"]], axis=1).astype(np.float32)
+        parts = [obs["robot0_eef_pos"], axis_angle, obs["robot0_gripper_qpos"]]
+        return np.concatenate(parts, axis=1).astype(np.float32)
     return None
 
 
