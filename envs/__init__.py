@@ -7,7 +7,7 @@ Public API (see :mod:`avbr.envs.vector` for the episode protocol and a usage exa
 * :class:`VectorEnv` (``reset(env_ids, specs)``, ``step(env_ids, actions)`` -> :class:`VecStep`);
 * :func:`run_episodes` (batched policy in this process), :func:`run_expert_episodes` (scripted
   experts inside the workers), :func:`episode_specs`, :class:`PolicyBatch`, :class:`EpisodeRecord`;
-* :func:`avbr.envs.demos.write_demo_file` / :func:`avbr.envs.demos.read_demo` (LIBERO hdf5 layout);
+* :class:`avbr.envs.demos.DemoWriter` / :class:`avbr.envs.demos.DemoFile` (the one demo-file reader);
 * ``python -m avbr.envs.make_demos suite=... n_per_task=... workers=... out=...``.
 
 Importing this package never imports MuJoCo, robosuite or LIBERO; the suite factories do.

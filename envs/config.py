@@ -34,8 +34,11 @@ class SuiteConfig:
             Default 128: software rendering on CPU machines is ~3x faster than at 256.
         render: render the two cameras. ``False`` gives all-zero images of the same shape (for
             scripted-expert measurements; LIBERO steps ~10x faster without rendering).
-        flip_images: rotate frames by 180 degrees so they come out upright (robosuite renders in
-            the OpenGL convention, upside down; OpenVLA/openpi/LeRobot flip ``[::-1, ::-1]``).
+        flip_images: the image convention of everything a policy sees, rollouts and demo files
+            alike (:func:`avbr.envs.observations.policy_frames`): ``True`` rotates the frames as
+            rendered by 180 degrees, ``[::-1, ::-1]``, as OpenVLA, openpi and LeRobot do (a
+            left-right mirror of robosuite's own upright view ``[::-1]``); ``False`` keeps them
+            as rendered (upside down, robosuite's OpenGL convention).
         num_settle_steps: steps of ``settle_action`` after setting the init state, before the
             policy acts (LIBERO/OpenVLA: 10). They do not count towards ``max_steps``.
         settle_action: the 7-D action sent while settling (OpenVLA: ``[0,0,0,0,0,0,-1]``).
@@ -143,7 +146,7 @@ class EpisodeRecord:
         language: the task instruction.
         init_digest: fingerprint of the MuJoCo state right after the init state was set (before
             settling); equal digests mean equal initial scenes.
-        frames: optional upright agentview frames ``uint8 [T, H, W, 3]`` (for videos).
+        frames: optional agentview frames as the policy saw them ``uint8 [T, H, W, 3]`` (videos).
         data: optional per-step arrays for demo files (see :mod:`avbr.envs.demos`).
     """
 

@@ -7,8 +7,8 @@ them. Nothing else in the code base touches raw observations.
 
 AVBR observation (per env; batched adds a leading ``B``):
 
-* ``agentview``: ``uint8 [H, W, 3]`` RGB, upright (180-degree flip applied when
-  ``SuiteConfig.flip_images``); zeros when ``SuiteConfig.render`` is false.
+* ``agentview``: ``uint8 [H, W, 3]`` RGB in the policy's image convention
+  (:func:`policy_frames`); zeros when ``SuiteConfig.render`` is false.
 * ``wrist``: ``uint8 [H, W, 3]``, eye-in-hand camera, same conventions.
 * ``state``: ``float32 [8]`` = eef position (3, m, world frame), eef orientation as axis-angle (3,
   rad), gripper finger joint positions (2, m) -- the LIBERO/OpenVLA/LeRobot 8-D proprio.
@@ -36,9 +36,30 @@ def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
     return q[:3] * (2.0 * np.arccos(w)) / den
 
 
-def flip_image(image: np.ndarray) -> np.ndarray:
-    """Rotate ``[..., H, W, C]`` frames by 180 degrees (OpenGL convention -> upright)."""
-    return np.ascontiguousarray(image[..., ::-1, ::-1, :])
+def policy_frames(frames: np.ndarray, flip_images: bool) -> np.ndarray:
+    """Frames as the simulator renders them -> the frames a policy sees (and trains on).
+
+    The one conversion of camera images in AVBR: rollout observations (:func:`convert_obs`) and
+    demo-file frames (:mod:`avbr.envs.demos`) both go through it, so a policy trains and acts on
+    the same convention whatever the setting.
+
+    robosuite renders with the OpenGL origin (``macros.IMAGE_CONVENTION = "opengl"``): the raw
+    image is upside down, and robosuite's own upright view is ``raw[::-1]`` (its "opencv"
+    convention). OpenVLA, openpi and LeRobot instead rotate by 180 degrees, ``raw[::-1, ::-1]``,
+    which is that upright view mirrored left-right; ``flip_images=True`` follows them, because
+    their checkpoints and datasets (RLDS/LeRobot LIBERO) are in that convention.
+
+    Args:
+        frames: ``uint8 [..., H, W, 3]`` as rendered (OpenGL convention).
+        flip_images: ``SuiteConfig.flip_images``: rotate by 180 degrees; ``False`` returns a copy
+            as rendered (upside down).
+
+    Returns:
+        ``uint8 [..., H, W, 3]``, C-contiguous, never a view of ``frames``.
+    """
+    frames = np.asarray(frames)
+    assert frames.ndim >= 3 and frames.shape[-1] == 3, f"expected [..., H, W, 3] frames, got {frames.shape}"
+    return np.ascontiguousarray(frames[..., ::-1, ::-1, :]) if flip_images else frames.copy()
 
 
 def proprio_state(raw: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -69,7 +90,7 @@ def convert_obs(raw: Mapping[str, np.ndarray], cfg: SuiteConfig) -> dict[str, np
             image = np.asarray(raw[raw_key])
             assert image.dtype == np.uint8 and image.shape == (size, size, 3), (
                 f"{raw_key}: expected uint8 {(size, size, 3)}, got {image.dtype} {image.shape}")
-            out[key] = flip_image(image) if cfg.flip_images else image.copy()
+            out[key] = policy_frames(image, cfg.flip_images)
         else:
             out[key] = np.zeros((size, size, 3), dtype=np.uint8)
     out["state"] = proprio_state(raw)

@@ -115,7 +115,9 @@ def demo_step(env: SimEnv, raw: dict[str, np.ndarray], action: np.ndarray,
     """One step of a demo file: the observation and sim state *before* ``action``.
 
     Images are stored as the simulator renders them (OpenGL convention, upside down), exactly as
-    in the official LIBERO hdf5 files; :func:`avbr.envs.demos.read_demo` flips them upright.
+    in the official LIBERO hdf5 files; :class:`avbr.envs.demos.DemoFile` converts them with
+    :func:`avbr.envs.observations.policy_frames`, as rollouts do. Unlike the official files
+    (observation *after* the action), the observation recorded here is the one before ``action``.
     """
     ee = np.concatenate([raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"])])
     out = {

@@ -1,9 +1,10 @@
 """Training samples for the VLA adapters, read from LIBERO-layout demonstration files.
 
-Layout read (official LIBERO hdf5; ARCHITECTURE.md)::
+Layout read (official LIBERO hdf5; ARCHITECTURE.md), through the one demo reader
+:class:`avbr.envs.demos.DemoFile`::
 
     data/                  attrs: problem_info (JSON, "language_instruction")
-      demo_i/obs/agentview_rgb   uint8 [T, H, W, 3]   (LIBERO raw files are upside down)
+      demo_i/obs/agentview_rgb   uint8 [T, H, W, 3]   (as rendered: upside down)
       demo_i/obs/ee_states       float [T, 6]         eef position + axis-angle
       demo_i/obs/gripper_states  float [T, 2]         gripper qpos
       demo_i/actions             float [T, 7]         OSC delta, gripper -1 open / +1 closed
@@ -11,8 +12,10 @@ Layout read (official LIBERO hdf5; ARCHITECTURE.md)::
 A sample at step ``t`` is ``prev`` = frame ``max(t - frame_gap, 0)``, ``curr`` = frame ``t``, the
 8-D state at ``t``, and the action chunk ``actions[t : t + chunk]``; steps past the episode end
 repeat the last action and are flagged in ``action_is_pad`` (losses ignore them, as lerobot does
-with ``action_is_pad``). Frames are rotated upright when ``flip_180`` (the LIBERO env wrapper
-applies the same rotation at evaluation, so training and rollout frames agree).
+with ``action_is_pad``). Steps are the reader's: frame ``t`` is the observation before
+``actions[t]`` (official LIBERO files are re-paired), OpenVLA's no-op steps dropped when
+``drop_noops``; frames are in the convention of ``flip_images``, converted by the same function as
+rollout observations (set it to the evaluation's ``suite.flip_images``).
 
 :func:`write_synthetic_demos` writes a **synthetic** file in this layout (a scripted 2-D reaching
 task, no simulator) for smoke runs on machines without LIBERO; it is labelled as such in the
@@ -29,17 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from avbr.envs.demos import DemoFile, DemoFileError, DemoReadOptions
+
 SYNTHETIC_TASKS = ("reach the red block", "reach the green block")
-
-
-def read_instruction(f: h5py.File, path: str | Path) -> str:
-    """The ``language_instruction`` of ``data.attrs['problem_info']``; else the file name (LIBERO names)."""
-    info = f["data"].attrs.get("problem_info")
-    if info is not None:
-        info = json.loads(info if isinstance(info, str) else info.decode())
-        if "language_instruction" in info:
-            return str(info["language_instruction"]).strip()
-    return Path(path).stem.replace("_demo", "").replace("_", " ").strip()
 
 
 class LiberoDemoDataset(Dataset):
@@ -51,7 +46,8 @@ class LiberoDemoDataset(Dataset):
         frame_gap: steps between ``prev`` and ``curr``.
         camera: image key under ``obs/``.
         state_keys: keys under ``obs/`` concatenated into the state (LIBERO: 6 + 2 = 8 dims).
-        flip_180: rotate frames upright (LIBERO raw files: True).
+        flip_images: the image convention (``SuiteConfig.flip_images`` of the evaluation).
+        drop_noops: drop OpenVLA's no-op steps (:mod:`avbr.envs.demos`).
     """
 
     def __init__(
@@ -61,7 +57,8 @@ class LiberoDemoDataset(Dataset):
         frame_gap: int = 1,
         camera: str = "agentview_rgb",
         state_keys: tuple[str, ...] = ("ee_states", "gripper_states"),
-        flip_180: bool = True,
+        flip_images: bool = True,
+        drop_noops: bool = True,
     ) -> None:
         if not paths:
             raise ValueError("no demo files given; pass data.paths=[...] or data.synthetic=true")
@@ -71,23 +68,20 @@ class LiberoDemoDataset(Dataset):
         self.actions: list[np.ndarray] = []  # per episode float32 [T, A]
         self.instructions: list[str] = []
         self.index: list[tuple[int, int]] = []  # (episode, t)
+        options = DemoReadOptions(flip_images=flip_images, drop_noops=drop_noops)
         for path in paths:
-            with h5py.File(path, "r") as f:
-                if "data" not in f:
-                    raise ValueError(f"{path}: no 'data' group; not a LIBERO/robomimic demo file")
-                task = read_instruction(f, path)
-                for key in sorted(f["data"].keys(), key=lambda k: (len(k), k)):
-                    demo = f["data"][key]
-                    missing = [k for k in (camera, *state_keys) if k not in demo["obs"]]
+            with DemoFile(path) as f:
+                task = f.info.language or Path(path).stem.replace("_demo", "").replace("_", " ").strip()
+                for key in f.info.demos:
+                    demo = f.read(key, options, cameras=(camera,))
+                    missing = [k for k in state_keys if k not in demo.obs]
                     if missing:
-                        raise KeyError(f"{path}:{key}/obs lacks {missing}; have {list(demo['obs'].keys())} "
-                                       "(set data.camera / data.state_keys)")
-                    img = demo["obs"][camera][()]
-                    if flip_180:
-                        img = img[:, ::-1, ::-1]
-                    self.frames.append(np.ascontiguousarray(img))
-                    self.states.append(np.concatenate([demo["obs"][k][()] for k in state_keys], -1).astype(np.float32))
-                    self.actions.append(demo["actions"][()].astype(np.float32))
+                        raise DemoFileError(path, f"{key}/obs lacks {missing}; have {sorted(demo.obs)} "
+                                                  "(set data.state_keys)")
+                    img = demo.images[camera]
+                    self.frames.append(img)
+                    self.states.append(np.concatenate([demo.obs[k] for k in state_keys], -1).astype(np.float32))
+                    self.actions.append(demo.actions.astype(np.float32))
                     self.instructions.append(task)
                     ep = len(self.frames) - 1
                     self.index.extend((ep, t) for t in range(len(img)))
@@ -157,8 +151,9 @@ def write_synthetic_demos(
     Scene: a grey background with a red and a green block at random places and a blue square
     (the end effector). The scripted expert moves the effector toward the block the instruction
     names (x/y OSC deltas, clipped to [-1, 1]), closes the gripper (+1) once there. Actions
-    therefore depend on both the image and the instruction. Frames are stored upside down, like
-    LIBERO's raw files, so readers use ``flip_180=True`` for both.
+    therefore depend on both the image and the instruction. Frames are stored as a renderer would
+    give them (rotated by 180 degrees, like LIBERO's files), so the reader's ``flip_images=True``
+    turns them back upright.
 
     Returns:
         the written file paths.

@@ -48,9 +48,11 @@ class DataSettings:
         synthetic_demos: demos per synthetic task (2 tasks).
         synthetic_length: steps per synthetic demo.
         synthetic_size: synthetic frame side in pixels.
-        camera: image key under ``obs/``.
+        camera: ``agentview`` / ``wrist`` or an image dataset under ``obs/``.
         state_keys: ``obs/`` keys concatenated into the state (LIBERO: 6 + 2 dims).
-        flip_180: rotate frames upright (LIBERO raw files and the synthetic ones: true).
+        flip_images: the image convention; set it to the evaluation's ``suite.flip_images``
+            (:func:`avbr.envs.observations.policy_frames`).
+        drop_noops: drop OpenVLA's no-op steps (:mod:`avbr.envs.demos`).
         num_workers: DataLoader workers.
     """
 
@@ -62,7 +64,8 @@ class DataSettings:
     synthetic_size: int = 64
     camera: str = "agentview_rgb"
     state_keys: list[str] = field(default_factory=lambda: ["ee_states", "gripper_states"])
-    flip_180: bool = True
+    flip_images: bool = True
+    drop_noops: bool = True
     num_workers: int = 2
 
 
@@ -176,7 +179,8 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
     tag = "[SYNTHETIC DATA] " if synthetic else ""
 
     entry = VLAS.get(name)
-    ds = LiberoDemoDataset(files, entry.train_chunk(cfg), cfg.frame_gap, s.data.camera, tuple(s.data.state_keys), s.data.flip_180)
+    ds = LiberoDemoDataset(files, entry.train_chunk(cfg), cfg.frame_gap, s.data.camera, tuple(s.data.state_keys),
+                           s.data.flip_images, s.data.drop_noops)
     # the tiny tokenizer's vocabulary: the instructions and, for OpenVLA, the prompt template
     prompts = [getattr(cfg, "prompt_template", ""), *sorted(set(ds.instructions))]
     tokenizer = load_tokenizer(s.tokenizer, prompts, s.tokenizer_vocab_size)

@@ -43,7 +43,7 @@ class DataConfig:
         source: ``avbr.data`` source registry name with actions: ``bridge`` (Bridge V2 raw layout)
             or ``hdf5_demos`` (LIBERO / robomimic hdf5). See ``avbr.eval.probing.action_data``.
         root: folder of the data (required unless ``features`` is given).
-        source_kwargs: extra keyword arguments of the source (``camera``, ``flip_180``).
+        source_kwargs: extra keyword arguments of the source (``camera``, ``flip_images``, ``drop_noops``).
         gap: ``k`` in frames between ``o_t`` and ``o_{t+k}`` (>= 1).
         stride: step between the ``t`` of consecutive pairs of one trajectory.
         max_episodes: first ``n`` trajectories (sorted ids); null = all.

@@ -3,12 +3,15 @@
 Demo files written by ``python -m avbr.envs.make_demos`` (LIBERO layout, ``avbr.envs.demos``)
 store the flattened MuJoCo state before every action (``data/demo_i/states``) and the suite and
 task they came from (``data.attrs["avbr_suite"]``, ``["avbr_task_id"]``). :func:`demo_object_tracks`
-rebuilds that task's simulator through the env registry (no rendering), sets each state and reads
+reads the states through the one demo reader (:class:`avbr.envs.demos.DemoFile`, with the same
+options as the ``hdf5_demos`` pair source, so step ``t`` here is step ``t`` of its pairs), rebuilds
+that task's simulator through the env registry (no rendering), sets each state and reads
 
 - the world position of every movable object (LIBERO: the task's ``objects_dict``; robosuite: the
   task model's ``mujoco_objects``), and
 - its projection into the agentview image (robosuite's ``camera_utils``), as pixel ``(col, row)``
-  of the **upright** frame (the orientation every avbr reader returns).
+  of the agentview frame in the reader's image convention (``flip_images``; default: the
+  180-degree rotation).
 
 Targets built from them: **position** = the objects' world ``(x, y)`` in metres (error reported in
 cm); **relation** = for each pair ``(A, B)``, ``+1`` if A is left of B in the upright agentview
@@ -24,8 +27,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
+
+from avbr.envs.demos import DemoFile, DemoReadOptions
 
 __all__ = ["ObjectTracks", "demo_object_tracks", "relation_labels"]
 
@@ -37,22 +41,13 @@ class ObjectTracks:
     Attributes:
         names: ``[K]`` object names.
         xyz: ``float32 [T, K, 3]`` world positions (m) before each action.
-        pixel: ``float32 [T, K, 2]`` ``(col, row)`` in the upright agentview image of the demo's size.
+        pixel: ``float32 [T, K, 2]`` ``(col, row)`` in the agentview image of the demo's size, in the
+            reader's image convention.
     """
 
     names: list[str]
     xyz: np.ndarray
     pixel: np.ndarray
-
-
-def _attr(data: h5py.Group, key: str, path: Path) -> Any:
-    if key not in data.attrs:
-        raise ValueError(
-            f"{path} has no data.attrs[{key!r}]: spatial ground truth replays states in the simulator and "
-            "needs demo files written by `python -m avbr.envs.make_demos` (they record suite and task)"
-        )
-    v = data.attrs[key]
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def _objects(env: Any) -> list[tuple[str, int]]:
@@ -63,13 +58,15 @@ def _objects(env: Any) -> list[tuple[str, int]]:
     return sorted((o.name, int(sim.model.body_name2id(o.root_body))) for o in env.model.mujoco_objects)
 
 
-def demo_object_tracks(path: str | Path, assets_dir: str | None = None, camera: str = "agentview") -> dict[str, ObjectTracks]:
+def demo_object_tracks(path: str | Path, assets_dir: str | None = None, camera: str = "agentview",
+                       options: DemoReadOptions | None = None) -> dict[str, ObjectTracks]:
     """Replay every demo of ``path`` in the simulator and track its objects (see the module docstring).
 
     Args:
         path: a LIBERO-layout demo file written by ``avbr.envs.make_demos``.
         assets_dir: LIBERO asset folder (``SuiteConfig.assets_dir``).
         camera: camera whose image the pixel positions refer to.
+        options: demo reading options; the defaults match the ``hdf5_demos`` source's.
 
     Returns:
         ``{demo key: ObjectTracks}``.
@@ -80,18 +77,23 @@ def demo_object_tracks(path: str | Path, assets_dir: str | None = None, camera: 
     from avbr.envs.registry import build_env  # noqa: PLC0415
 
     path = Path(path)
-    with h5py.File(path, "r") as f:
-        data = f["data"]
-        suite, task_id = str(_attr(data, "avbr_suite", path)), int(_attr(data, "avbr_task_id", path))
-        demos = {k: data[k]["states"][()] for k in sorted(data.keys(), key=lambda k: (len(k), k))}
-        size = int(next(iter(data.values()))["obs"]["agentview_rgb"].shape[1])
+    options = options or DemoReadOptions()
+    with DemoFile(path) as f:
+        suite, task_id = f.info.suite, f.info.task_id
+        if suite is None or task_id is None:
+            raise ValueError(f"{path} has no data.attrs['avbr_suite'/'avbr_task_id']: spatial ground truth replays "
+                             "states in the simulator and needs demo files written by `python -m "
+                             "avbr.envs.make_demos` (they record suite and task)")
+        demos = {k: f.read(k, options, cameras=(camera,)) for k in f.info.demos}
+    size = int(next(iter(demos.values())).images[camera].shape[1])
     sim_env = build_env(SuiteConfig(name=suite, render=False, camera_size=size, assets_dir=assets_dir), task_id)
     try:
         env = sim_env.env
         sim = env.sim
         objs = _objects(env)
         out = {}
-        for key, states in demos.items():
+        for key, demo in demos.items():
+            states = demo.states
             xyz = np.zeros((len(states), len(objs), 3), np.float32)
             for t, s in enumerate(states):
                 sim.set_state_from_flattened(s)
@@ -99,9 +101,11 @@ def demo_object_tracks(path: str | Path, assets_dir: str | None = None, camera: 
                 xyz[t] = [sim.data.body_xpos[b] for _, b in objs]
             world_to_px = get_camera_transform_matrix(sim, camera, size, size)
             rc = project_points_from_world_to_camera(xyz.reshape(-1, 3), world_to_px, size, size)  # [T*K, 2] (row, col), OpenGL image
-            # robosuite's (row, col) index the rendered image flipped vertically (raw[::-1]); the upright
-            # frames are raw[::-1, ::-1], so the column is mirrored and the row is kept
-            pixel = np.stack([size - 1 - rc[:, 1], rc[:, 0]], axis=-1).reshape(len(states), len(objs), 2)
+            # robosuite's (row, col) index its upright view raw[::-1]; flip_images frames are
+            # raw[::-1, ::-1] (column mirrored, row kept), frames as rendered are raw (row mirrored)
+            col, row = rc[:, 1], rc[:, 0]
+            col, row = (size - 1 - col, row) if options.flip_images else (col, size - 1 - row)
+            pixel = np.stack([col, row], axis=-1).reshape(len(states), len(objs), 2)
             out[key] = ObjectTracks([n for n, _ in objs], xyz, pixel.astype(np.float32))
         return out
     finally:

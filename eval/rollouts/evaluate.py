@@ -213,7 +213,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     encoder = _build_encoder(config["encoder"], config["encoder_seed"])
     demos, demo_info = load_demos(demo_cfg, files, task_ids, encoder, config["encoder"], spec,
-                                  suite.camera_size, config["encode_batch_size"])
+                                  suite.camera_size, config["encode_batch_size"], flip_images=suite.flip_images)
     timing["demo_features_s"] = round(time.perf_counter() - t0, 2)
     print(f"[eval] {len(demos)} demos of {len(tasks)} task(s) encoded ({demo_info['cache_hits']} file(s) from "
           f"cache), feature dim {demos[0].features.shape[1]}", flush=True)

@@ -1,10 +1,13 @@
 """Demonstrations for policy heads: find the demo files of a suite, encode them, cache the features.
 
-Demo files are LIBERO-layout hdf5 (:mod:`avbr.envs.demos`): the official LIBERO datasets
+Demo files are LIBERO-layout hdf5, read through :class:`avbr.envs.demos.DemoFile` (step alignment,
+no-op filtering and the image convention are documented there): the official LIBERO datasets
 (``<dir>/<suite>/<task name>_demo.hdf5``) or ``python -m avbr.envs.make_demos`` output, which
-uses the same names. A task's file is ``<task name>_demo.hdf5``, or else the file whose
+uses the same names. A task's file is ``<task name>_demo.hdf5``, or else a file whose
 ``problem_info`` language instruction is the task's (so renamed files still work; LIBERO's BDDL
-instruction can differ from the benchmark's task language, hence the name first).
+instruction can differ from the benchmark's task language, hence the name first). A chosen file
+whose own ``problem_info``/BDDL names another suite or task is refused; files of tasks that are
+not evaluated are never opened when the names suffice, and an unreadable one never blocks a run.
 
 Each demo step ``t`` becomes one training sample: the frozen features of the pair
 ``(o_{t-k}, o_t)`` (``o_{max(t-k, 0)}`` near the start, the same rule the rollout policy uses),
@@ -28,16 +31,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from avbr.envs.config import TaskInfo
-from avbr.envs.demos import demo_keys, read_demo
+from avbr.envs.demos import CAMERAS, DemoFile, DemoFileError, DemoReadOptions, check_task
 from avbr.eval.features import encode_readouts
 from avbr.eval.rollouts.policies import DemoArrays
 
-#: The camera names of rollout observations and the matching demo-file keys.
-CAMERA_KEYS = {"agentview": "agentview_rgb", "wrist": "eye_in_hand_rgb"}
+#: The camera names of rollout observations and the matching demo-file datasets.
+CAMERA_KEYS = CAMERAS
 
 
 class DemosNotFoundError(FileNotFoundError):
@@ -53,50 +55,83 @@ class DemoConfig:
             ``make_demos`` output with ``out=<dir>``).
         max_per_task: use at most this many demos per task (``None`` = all), in file order.
         cache_dir: feature cache folder (``None`` disables the cache).
+        drop_noops: drop OpenVLA's no-op steps (:mod:`avbr.envs.demos`), as OpenVLA and openpi
+            train.
+        alignment: ``auto`` (recorded in / detected from the file) or an
+            :data:`avbr.envs.demos.ALIGNMENTS` name to override it.
     """
 
     dir: str = "data/demos"
     max_per_task: int | None = None
     cache_dir: str | None = "~/.cache/avbr/eval_features"
+    drop_noops: bool = True
+    alignment: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_per_task is not None and self.max_per_task < 1:
             raise ValueError(f"demos.max_per_task must be >= 1 or null, got {self.max_per_task}")
+        self.read_options(True)  # validates `alignment`
+
+    def read_options(self, flip_images: bool) -> DemoReadOptions:
+        """The reader settings, with the suite's image convention (``suite.flip_images``)."""
+        return DemoReadOptions(flip_images=flip_images, drop_noops=self.drop_noops, alignment=self.alignment)
 
 
-def _language(path: Path) -> str:
-    with h5py.File(path, "r") as f:
-        info = f["data"].attrs.get("problem_info")
-    return json.loads(info)["language_instruction"].strip().lower() if info is not None else ""
+def _language(path: Path) -> str | None:
+    """The file's language instruction, lower case; ``None`` when the file cannot be read."""
+    try:
+        with DemoFile(path) as f:
+            return f.info.language.lower()
+    except DemoFileError:
+        return None
 
 
 def find_demo_files(cfg: DemoConfig, suite: str, tasks: Sequence[TaskInfo]) -> dict[int, Path]:
-    """Map each task id to its demo file under ``<cfg.dir>/<suite>/``.
+    """Map each task id to its demo file under ``<cfg.dir>/<suite>/``, checked.
+
+    Only the files chosen for ``tasks`` must be readable: others are opened (for their language)
+    only when a task has no file by name, and an unreadable one is then skipped.
 
     Raises:
         DemosNotFoundError: naming the missing tasks, with the commands that download the
             official LIBERO demos or generate scripted ones.
+        avbr.envs.demos.DemoFileError: a chosen file is unreadable (corrupt, truncated); its
+            subclass ``DemoTaskMismatchError``: a chosen file names another suite or task.
     """
     folder = Path(cfg.dir).expanduser() / suite
     files = sorted(folder.glob("*.hdf5")) if folder.is_dir() else []
     by_name = {path.name: path for path in files}
-    by_language: dict[str, Path] = {}
-    for path in files:
-        by_language.setdefault(_language(path), path)
-    found: dict[int, Path] = {}
+    found: dict[int, Path] = {t.task_id: by_name[f"{t.name}_demo.hdf5"] for t in tasks
+                              if f"{t.name}_demo.hdf5" in by_name}
+    unreadable: list[Path] = []
+    if len(found) < len(tasks):
+        by_language: dict[str, Path] = {}
+        for path in files:
+            if path in found.values():
+                continue
+            language = _language(path)
+            if language is None:
+                unreadable.append(path)
+            elif language:
+                by_language.setdefault(language, path)
+        for t in tasks:
+            if t.task_id not in found and t.language.strip().lower() in by_language:
+                found[t.task_id] = by_language[t.language.strip().lower()]
     for t in tasks:
-        path = by_name.get(f"{t.name}_demo.hdf5") or by_language.get(t.language.strip().lower())
-        if path is not None:
-            found[t.task_id] = path
+        if t.task_id in found:
+            with DemoFile(found[t.task_id]) as f:
+                check_task(f.info, suite, t.name, t.task_id)
     missing = [t for t in tasks if t.task_id not in found]
     if missing:
         ids = ",".join(str(t.task_id) for t in missing)
         official = (f"  - the official LIBERO demos (with network): `python benchmark_scripts/download_libero_datasets.py "
                     f"--datasets {suite}` in a LIBERO checkout, then move the folder {suite}/ into {Path(cfg.dir).expanduser()}\n"
                     if suite.startswith("libero_") else "")
+        skipped = (f"({len(unreadable)} unreadable file(s) skipped: {', '.join(p.name for p in unreadable[:3])})\n"
+                   if unreadable else "")
         raise DemosNotFoundError(
             f"no demo file for {len(missing)} task(s) of {suite} in {folder} (task ids {ids}: "
-            f"{'; '.join(t.language for t in missing[:3])}{' ...' if len(missing) > 3 else ''}).\nGet them with:\n"
+            f"{'; '.join(t.language for t in missing[:3])}{' ...' if len(missing) > 3 else ''}).\n{skipped}Get them with:\n"
             f"{official}"
             f"  - scripted demos: `python -m avbr.envs.make_demos suite={suite} n_per_task=50 workers=2 "
             f"out={Path(cfg.dir).expanduser()} 'tasks=[{ids}]'`\n"
@@ -146,7 +181,7 @@ def encode_frames(encoder: Any, spec: FeatureSpec, prev: dict[str, np.ndarray], 
 
     Args:
         encoder: an ``avbr.adapters.EncoderAdapter``.
-        prev, curr: ``{camera: uint8 [B, H, W, 3]}`` upright frames.
+        prev, curr: ``{camera: uint8 [B, H, W, 3]}`` policy frames (``suite.flip_images``).
     """
     parts = []
     for camera in spec.cameras:
@@ -164,7 +199,7 @@ def _cache_key(encoder: Any, encoder_cfg: dict[str, Any], spec: FeatureSpec, fil
 
 def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int], encoder: Any,
                encoder_cfg: dict[str, Any], spec: FeatureSpec, camera_size: int,
-               batch_size: int = 64) -> tuple[list[DemoArrays], dict[str, Any]]:
+               batch_size: int = 64, *, flip_images: bool) -> tuple[list[DemoArrays], dict[str, Any]]:
     """Encode every demo of ``files`` (through the cache) into training arrays.
 
     Args:
@@ -176,25 +211,30 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
         spec: readout, cameras, gap.
         camera_size: the rollout image size; demo images must match it.
         batch_size: frames per encoder forward.
+        flip_images: ``suite.flip_images``, the rollouts' image convention; demo frames are
+            converted by the same function (:func:`avbr.envs.observations.policy_frames`).
 
     Returns:
         ``(demos, info)``: one :class:`DemoArrays` per demo; ``info`` counts demos, steps and
         cache hits per task.
     """
     cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    options = cfg.read_options(flip_images)
     demos: list[DemoArrays] = []
     info: dict[str, Any] = {"tasks": {}, "cache_hits": 0, "encoded_files": 0}
     for task_id in task_order:
         path = files[task_id]
-        keys = demo_keys(path)[: cfg.max_per_task]
-        key = _cache_key(encoder, encoder_cfg, spec, f"{_file_digest(path)}:{len(keys)}")
+        with DemoFile(path) as f:
+            keys = list(f.info.demos)[: cfg.max_per_task]
+        reading = json.dumps(options.describe(), sort_keys=True)
+        key = _cache_key(encoder, encoder_cfg, spec, f"{_file_digest(path)}:{len(keys)}:{reading}")
         cached = cache / f"{path.stem}-{key}.npz" if cache else None
         if cached is not None and cached.exists():
             with np.load(cached) as z:
                 arrays = {k: z[k] for k in z.files}
             info["cache_hits"] += 1
         else:
-            arrays = _encode_file(path, keys, encoder, spec, camera_size, batch_size)
+            arrays = _encode_file(path, keys, options, encoder, spec, camera_size, batch_size)
             info["encoded_files"] += 1
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
@@ -211,24 +251,27 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
     return demos, info
 
 
-def _encode_file(path: Path, keys: Sequence[str], encoder: Any, spec: FeatureSpec, camera_size: int,
-                 batch_size: int) -> dict[str, np.ndarray]:
+def _encode_file(path: Path, keys: Sequence[str], options: DemoReadOptions, encoder: Any, spec: FeatureSpec,
+                 camera_size: int, batch_size: int) -> dict[str, np.ndarray]:
     """All demos of one file: ``features [sum T, D]``, ``state [sum T, 8]``, ``actions [sum T, 7]``,
     ``lengths [num demos]``."""
     feats, states, actions, lengths = [], [], [], []
-    for key in keys:
-        demo = read_demo(path, key, upright=True)
-        frames = {c: demo["obs"][CAMERA_KEYS[c]] for c in spec.cameras}
+    with DemoFile(path) as f:
+        demos = [f.read(key, options, cameras=tuple(spec.cameras)) for key in keys]
+    for key, demo in zip(keys, demos, strict=True):
+        frames = demo.images
+        if demo.state is None:
+            raise DemoFileError(path, f"{key}/obs has neither ee_states + gripper_states nor robomimic's "
+                                      "robot0_eef_pos/quat + robot0_gripper_qpos: no 8-D proprio state")
         for camera, video in frames.items():
             if video.shape[1:] != (camera_size, camera_size, 3):
                 raise ValueError(f"{path}:{key} {camera} frames are {video.shape[1:]}, but rollouts render "
                                  f"{camera_size}x{camera_size}; set suite.camera_size={video.shape[1]} or "
                                  f"regenerate the demos with that camera size")
-        prev_idx = pair_indices(len(demo["actions"]), spec.gap)
+        prev_idx = pair_indices(len(demo.actions), spec.gap)
         feats.append(encode_frames(encoder, spec, {c: v[prev_idx] for c, v in frames.items()}, frames, batch_size))
-        states.append(np.concatenate([demo["obs"]["ee_states"], demo["obs"]["gripper_states"]], axis=1)
-                      .astype(np.float32))
-        actions.append(demo["actions"].astype(np.float32))
-        lengths.append(len(demo["actions"]))
+        states.append(demo.state)
+        actions.append(demo.actions.astype(np.float32))
+        lengths.append(len(demo.actions))
     return {"features": np.concatenate(feats), "state": np.concatenate(states),
             "actions": np.concatenate(actions), "lengths": np.asarray(lengths)}

@@ -13,7 +13,7 @@ import pytest
 
 from avbr.envs import EpisodeSpec, SuiteConfig, episode_specs, get_suite, list_suites, max_steps
 from avbr.envs import libero_assets
-from avbr.envs.observations import convert_obs, flip_image, proprio_state, stack_obs
+from avbr.envs.observations import convert_obs, policy_frames, proprio_state, stack_obs
 from avbr.envs.renderer import RendererError, configure_renderer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,11 @@ def test_convert_obs_flips_and_builds_state() -> None:
         convert_obs(raw, SuiteConfig(camera_size=32))
     batch = stack_obs([obs, obs, obs])
     assert batch["agentview"].shape == (3, 16, 16, 3) and batch["state"].shape == (3, 8)
-    np.testing.assert_array_equal(flip_image(flip_image(raw["agentview_image"])), raw["agentview_image"])
+    image = raw["agentview_image"]
+    np.testing.assert_array_equal(policy_frames(policy_frames(image, True), True), image)
+    # The 180-degree rotation is robosuite's upright view [::-1] mirrored left-right.
+    np.testing.assert_array_equal(policy_frames(image, True), image[::-1][:, ::-1])
+    assert policy_frames(image, False) is not image
     assert proprio_state(raw).shape == (8,)
 
 

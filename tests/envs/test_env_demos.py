@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avbr.envs import EpisodeRecord
-from avbr.envs.demos import DemoWriter, demo_keys, read_demo
+from avbr.envs.demos import DemoReadOptions, DemoWriter, demo_keys, read_demo
 
 
 def _record(steps: int, success: bool = True) -> EpisodeRecord:
@@ -56,7 +56,8 @@ def test_writer_layout_and_reader_flip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(demo["obs/agentview_rgb"][()], second.data["agentview_rgb"])
     assert demo_keys(path) == ["demo_0", "demo_1"]
     demo = read_demo(path, "demo_1")
-    np.testing.assert_array_equal(demo["obs"]["agentview_rgb"], second.data["agentview_rgb"][:, ::-1, ::-1])
-    assert demo["language"] == "lift the red cube" and demo["actions"].shape == (7, 7)
-    raw = read_demo(path, "demo_1", upright=False)
-    np.testing.assert_array_equal(raw["obs"]["eye_in_hand_rgb"], second.data["eye_in_hand_rgb"])
+    np.testing.assert_array_equal(demo.images["agentview"], second.data["agentview_rgb"][:, ::-1, ::-1])
+    assert demo.language == "lift the red cube" and demo.actions.shape == (7, 7) and demo.init_index == 7
+    np.testing.assert_array_equal(demo.state[:, :6], second.data["ee_states"].astype(np.float32))
+    raw = read_demo(path, "demo_1", DemoReadOptions(flip_images=False))
+    np.testing.assert_array_equal(raw.images["wrist"], second.data["eye_in_hand_rgb"])

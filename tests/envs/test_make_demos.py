@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from avbr.envs import SuiteConfig, run_episodes
-from avbr.envs.demos import demo_keys, read_demo
+from avbr.envs.demos import DemoReadOptions, demo_keys, read_demo
 
 pytestmark = pytest.mark.slow
 
@@ -58,13 +58,14 @@ def test_make_demos_robosuite_lift_roundtrip(tmp_path: Path) -> None:
     item = dataset[0]
     assert item["obs"]["agentview_rgb"].shape == (10, 3, 64, 64) and item["actions"].shape == (10, 7)
 
-    # Stored images are upside down like the official files; read_demo makes them upright and
+    # Stored images are upside down like the official files; read_demo converts them like rollouts,
     # identical to what the env gives a policy on the first step of the same init state.
-    key = next(k for k in demo_keys(path) if read_demo(path, k)["init_index"] == 0)
-    demo = read_demo(path, key)
+    options = DemoReadOptions(drop_noops=False)
+    key = next(k for k in demo_keys(path) if read_demo(path, k, options).init_index == 0)
+    demo = read_demo(path, key, options)
     records = run_episodes(SuiteConfig(name="robosuite_lift", camera_size=64, max_steps=1),
                            lambda b: np.zeros((len(b.env_ids), 7)), episodes_per_task=1,
                            record_frames=True)
-    np.testing.assert_array_equal(demo["obs"]["agentview_rgb"][0], records[0].frames[0])
-    raw = read_demo(path, key, upright=False)
-    np.testing.assert_array_equal(raw["obs"]["agentview_rgb"][0], records[0].frames[0][::-1, ::-1])
+    np.testing.assert_array_equal(demo.images["agentview"][0], records[0].frames[0])
+    raw = read_demo(path, key, DemoReadOptions(flip_images=False, drop_noops=False))
+    np.testing.assert_array_equal(raw.images["agentview"][0], records[0].frames[0][::-1, ::-1])

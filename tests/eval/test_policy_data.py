@@ -1,4 +1,5 @@
-"""Demo files -> training arrays: task matching, missing-demo message, upright frames, pairs, the cache."""
+"""Demo files -> training arrays: task matching, missing-demo message, frames, pairs, the cache; official
+LIBERO files through the eval path; wrong, corrupt and unrelated unreadable files."""
 
 import json
 
@@ -8,7 +9,7 @@ import torch
 
 from avbr.adapters import Features
 from avbr.envs import EpisodeRecord, TaskInfo
-from avbr.envs.demos import DemoWriter
+from avbr.envs.demos import DemoFileError, DemoTaskMismatchError, DemoWriter
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 
 
@@ -29,8 +30,8 @@ class TopRowEncoder:
         return Features(cls=cls, patches=cls[:, None], grid=(1, 1))
 
 
-def _write(path, language, steps=(5, 7), size=8):
-    writer = DemoWriter(path, "fake_suite", 0)
+def _write(path, language, steps=(5, 7), size=8, task_id=0, suite="fake_suite"):
+    writer = DemoWriter(path, suite, task_id)
     for n in steps:
         img = np.zeros((n, size, size, 3), np.uint8)
         img[:, -1, :, 0] = np.arange(n)[:, None] * 10  # bottom row as stored = top row once upright
@@ -46,7 +47,7 @@ def _write(path, language, steps=(5, 7), size=8):
 
 def test_find_by_name_or_language_and_missing_message(tmp_path):
     _write(tmp_path / "fake_suite" / "renamed_file.hdf5", "Lift the cube")
-    _write(tmp_path / "fake_suite" / "c_demo.hdf5", "the BDDL wording differs")
+    _write(tmp_path / "fake_suite" / "c_demo.hdf5", "the BDDL wording differs", task_id=2)
     tasks = [TaskInfo("fake_suite", 0, "a", "lift the cube", None), TaskInfo("fake_suite", 1, "b", "stack", None),
              TaskInfo("fake_suite", 2, "c", "task c", None)]
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
@@ -62,7 +63,7 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), max_per_task=2)
     enc = TopRowEncoder()
     spec = FeatureSpec(readout="cls", gap=2)
-    demos, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8)
+    demos, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert [len(d.actions) for d in demos] == [5, 7] and info["encoded_files"] == 1
     d = demos[1]
     # Upright top row holds 10*t; prev is o_{max(t-2, 0)}.
@@ -71,11 +72,99 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     np.testing.assert_array_equal(d.state[0], [1, 1, 1, 1, 1, 1, 2, 2])
     assert d.task_index == 0 and d.actions.shape == (7, 7)
     frames = enc.frames
-    again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8)
+    again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert info["cache_hits"] == 1 and enc.frames == frames
     np.testing.assert_array_equal(again[1].features, d.features)
     # A different gap (or file content, or weights) is a different cache entry.
-    load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, FeatureSpec(readout="cls", gap=1), camera_size=8)
+    load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, FeatureSpec(readout="cls", gap=1), camera_size=8, flip_images=True)
     assert enc.frames > frames
     with pytest.raises(ValueError, match="camera_size=8"):
-        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16)
+        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16, flip_images=True)
+
+
+# --- official LIBERO files, wrong files, unreadable files -----------------------------------------
+
+LIFT = TaskInfo("robosuite_lift", 0, "Lift", "lift the red cube", None)
+
+
+class FrameRecorder(TopRowEncoder):
+    """Keeps every ``curr`` frame it encodes: the frames the policy head trains on."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def encode(self, prev, curr):
+        self.seen.append(np.array(curr))
+        return super().encode(prev, curr)
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_official_file_through_the_eval_path(tmp_path, flip):
+    from libero_demo_fixture import CAP_INDEX, raw_frame, write_official_demo
+
+    from avbr.envs.observations import policy_frames
+
+    task = TaskInfo("libero_object", 4, "pick_up_the_soup", "pick up the soup", 50)
+    write_official_demo(tmp_path / "libero_object" / "pick_up_the_soup_demo.hdf5", (16,), task="pick_up_the_soup",
+                        noops={9: -1.0})
+    cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
+    files = find_demo_files(cfg, "libero_object", [task])
+    enc = FrameRecorder()
+    demos, _ = load_demos(cfg, files, [4], enc, {}, FeatureSpec(), camera_size=8, flip_images=flip)
+    kept = [j for j in range(CAP_INDEX + 1, 16) if j != 9]  # re-paired, OpenVLA no-op dropped
+    np.testing.assert_array_equal(np.concatenate(enc.seen), np.stack([policy_frames(raw_frame(j), flip) for j in kept]))
+    np.testing.assert_array_equal(demos[0].actions[:, 0], kept)  # a_j with the observation of s_j
+    np.testing.assert_array_equal(demos[0].state[:, 0], kept)
+
+
+def test_demo_file_of_another_suite_or_task_is_refused(tmp_path):
+    from libero_demo_fixture import write_official_demo
+
+    # A libero_object file renamed to a libero_spatial task's name.
+    spatial = TaskInfo("libero_spatial", 0, "put_the_bowl_on_the_plate", "put the bowl on the plate", 50)
+    write_official_demo(tmp_path / "libero_spatial" / "put_the_bowl_on_the_plate_demo.hdf5", (10,),
+                        suite="libero_object", task="pick_up_the_soup")
+    cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
+    with pytest.raises(DemoTaskMismatchError, match=r"put_the_bowl_on_the_plate_demo.hdf5.*suite 'libero_object', "
+                                                     r"not 'libero_spatial'.*task 'pick_up_the_soup', not "
+                                                     r"'put_the_bowl_on_the_plate'"):
+        find_demo_files(cfg, "libero_spatial", [spatial])
+    # A scripted robosuite file of another suite, found by its language.
+    _write(tmp_path / "robosuite_lift" / "renamed.hdf5", "lift the red cube")
+    with pytest.raises(DemoTaskMismatchError, match="suite 'fake_suite', not 'robosuite_lift'"):
+        find_demo_files(cfg, "robosuite_lift", [LIFT])
+
+
+def test_corrupt_file_of_an_evaluated_task_names_it(tmp_path):
+    path = tmp_path / "robosuite_lift" / "Lift_demo.hdf5"
+    _write(path, "lift the red cube", suite="robosuite_lift")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
+    with pytest.raises(DemoFileError, match=r"Lift_demo\.hdf5.*corrupt or truncated"):
+        find_demo_files(cfg, "robosuite_lift", [LIFT])
+
+
+def test_corrupt_file_of_another_task_blocks_nothing(tmp_path, capsys):
+    from avbr.envs import SuiteConfig
+    from avbr.eval.rollouts.evaluate import EvalConfig, evaluate
+
+    folder = tmp_path / "robosuite_lift"
+    _write(folder / "Lift_demo.hdf5", "lift the red cube", suite="robosuite_lift")
+    for name in ("Stack_demo.hdf5", "aaa_demo.hdf5"):
+        (folder / name).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an hdf5 signature, then nothing
+    cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
+    assert find_demo_files(cfg, "robosuite_lift", [LIFT]) == {0: folder / "Lift_demo.hdf5"}
+    # Found by language (the name does not match): the unreadable files are skipped, not fatal.
+    (folder / "Lift_demo.hdf5").rename(folder / "lift_renamed.hdf5")
+    assert find_demo_files(cfg, "robosuite_lift", [LIFT]) == {0: folder / "lift_renamed.hdf5"}
+    # The dry run lists the file.
+    run = EvalConfig(suite=SuiteConfig(name="robosuite_lift"), demos=cfg, dry_run=True, out_dir="run")
+    evaluate(run, tmp_path / "run")
+    assert f"demos of task 0: {folder / 'lift_renamed.hdf5'}" in capsys.readouterr().out
+    # Nothing usable: the message names the skipped files.
+    (folder / "lift_renamed.hdf5").unlink()
+    with pytest.raises(DemosNotFoundError, match=r"2 unreadable file\(s\) skipped: Stack_demo.hdf5"):
+        find_demo_files(cfg, "robosuite_lift", [LIFT])
+

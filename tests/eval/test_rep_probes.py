@@ -174,6 +174,7 @@ def test_simulator_replay_gives_object_positions_and_pixels(tmp_path):
         g = data.create_group("demo_0")
         g.create_dataset("states", data=np.stack(states))
         g.create_dataset("obs/agentview_rgb", data=np.zeros((4, 96, 96, 3), np.uint8))
+        g.create_dataset("actions", data=np.tile([0.5, 0.0, 0.0, 0, 0, 0, -1.0], (4, 1)))  # the reader pairs states with actions
     tracks = demo_object_tracks(path)["demo_0"]
     assert tracks.names == ["cube"]
     # env.step leaves body_xpos one physics substep behind the stored qpos (mj_step computes positions

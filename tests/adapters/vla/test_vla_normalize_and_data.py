@@ -8,6 +8,7 @@ import pytest
 import torch
 from avbr.adapters.vla.data import SYNTHETIC_TASKS, LiberoDemoDataset
 from avbr.adapters.vla.normalize import Normalizer
+from avbr.envs.demos import DemoFileError
 
 
 @pytest.mark.parametrize("mode", ["q01_q99", "mean_std"])
@@ -39,8 +40,10 @@ def test_dataset_layout_padding_and_flip(demo_files, dataset: LiberoDemoDataset)
 
 
 def test_dataset_names_missing_keys(demo_files) -> None:
-    with pytest.raises(KeyError, match="lacks"):
+    with pytest.raises(DemoFileError, match="no camera 'eye_in_hand_rgb'"):
         LiberoDemoDataset(demo_files, chunk=2, camera="eye_in_hand_rgb")
+    with pytest.raises(DemoFileError, match="lacks"):
+        LiberoDemoDataset(demo_files, chunk=2, state_keys=("joint_states",))
 
 
 def test_compact_copy_reads_the_same(demo_files, dataset: LiberoDemoDataset, tmp_path) -> None:
