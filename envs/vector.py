@@ -20,25 +20,22 @@ episodes finish. Each episode resets to its init state, sends ``num_settle_steps
 then gives the policy up to ``max_steps`` steps; it ends at the first step where the simulator's
 success check holds, at ``max_steps``, or on an error (recorded, the run goes on).
 
-Using it from an evaluation script::
+Using it from an evaluation script (the policy interface is :class:`avbr.policy.Policy`)::
 
     from avbr.envs import SuiteConfig, run_episodes
 
     class MyPolicy:
-        def reset(self, env_ids, tasks):          # optional: new episodes start in these envs
-            ...                                   # e.g. clear per-env frame buffers
-        def __call__(self, batch):                # batch: PolicyBatch with B active envs
-            # batch.obs["agentview"] uint8 [B,H,W,3] upright, batch.obs["wrist"] uint8 [B,H,W,3],
-            # batch.obs["state"] float32 [B,8]; batch.env_ids [B] (stable per-env keys for state),
-            # batch.task_ids [B], batch.languages (B strings), batch.steps [B] (0 = first step)
+        def reset(self, env_ids, tasks):          # new episodes of tasks[k] start in env_ids[k]
+            ...                                   # e.g. clear those envs' frame buffers
+        def act(self, obs, env_ids):              # the B envs env_ids with a running episode
+            # obs["agentview"] uint8 [B,H,W,3] upright, obs["wrist"] uint8 [B,H,W,3],
+            # obs["state"] float32 [B,8]; env_ids [B] (stable per-env keys for state)
             return actions                        # float [B,7], OSC delta, gripper -1 open/+1 closed
 
     records = run_episodes(SuiteConfig(name="libero_object"), MyPolicy(), tasks=None,
                            episodes_per_task=50, workers=4, record_frames=True)
     # records: list[EpisodeRecord] sorted by (task_id, episode): success, length, error,
     # init_index, language, frames (uint8 [T,H,W,3] upright agentview, when record_frames)
-
-A plain function ``batch -> actions`` works as a policy too (no reset hook).
 """
 
 from __future__ import annotations
@@ -50,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +56,7 @@ from avbr.envs.observations import stack_obs
 from avbr.envs.registry import list_tasks, max_steps
 from avbr.envs.renderer import configure_renderer, worker_render_env
 from avbr.envs.worker import worker_main
+from avbr.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -274,35 +272,6 @@ class VectorEnv:
         self.close()
 
 
-@dataclass
-class PolicyBatch:
-    """What a policy sees at one step, for the ``B`` envs with a running episode.
-
-    Attributes:
-        obs: ``agentview``/``wrist`` ``uint8 [B,H,W,3]`` upright, ``state`` ``float32 [B,8]``.
-        env_ids: ``int [B]``, which env each row comes from (stable key for per-env state).
-        task_ids: ``int [B]``.
-        languages: ``B`` task instructions.
-        steps: ``int [B]``, policy steps already taken in each episode (0 on the first).
-    """
-
-    obs: dict[str, np.ndarray]
-    env_ids: np.ndarray
-    task_ids: np.ndarray
-    languages: list[str]
-    steps: np.ndarray
-
-
-class Policy(Protocol):
-    """A batched policy. ``reset`` is optional (plain callables are accepted)."""
-
-    def __call__(self, batch: PolicyBatch) -> np.ndarray:
-        """Return float ``[B,7]`` actions for ``batch``."""
-
-    def reset(self, env_ids: Sequence[int], tasks: Sequence[TaskInfo]) -> None:
-        """New episodes of ``tasks`` start in ``env_ids``; clear their per-env state."""
-
-
 def episode_specs(task_ids: Sequence[int], episodes_per_task: int, init_state_offset: int = 0,
                   num_init_states: int | None = None) -> list[EpisodeSpec]:
     """The fixed episode list: episode ``j`` of task ``i`` uses init state ``offset + j``.
@@ -342,7 +311,7 @@ class _Running:
     frames: list[np.ndarray] = field(default_factory=list)
 
 
-def run_episodes(cfg: SuiteConfig, policy: Policy | Callable[[PolicyBatch], np.ndarray],
+def run_episodes(cfg: SuiteConfig, policy: Policy,
                  tasks: Sequence[int] | None = None, episodes_per_task: int = 1, workers: int = 1,
                  record_frames: bool = False, episodes: Sequence[EpisodeSpec] | None = None,
                  venv: VectorEnv | None = None,
@@ -351,7 +320,7 @@ def run_episodes(cfg: SuiteConfig, policy: Policy | Callable[[PolicyBatch], np.n
 
     Args:
         cfg: suite and protocol config.
-        policy: ``PolicyBatch -> float [B,7]``, optionally with ``reset(env_ids, tasks)``.
+        policy: an :class:`avbr.policy.Policy` (``reset(env_ids, tasks)``, ``act(obs, env_ids)``).
         tasks: task ids to run (``None`` = all tasks of the suite).
         episodes_per_task: episodes per task; episode ``j`` starts from init state
             ``cfg.init_state_offset + j``.
@@ -365,6 +334,9 @@ def run_episodes(cfg: SuiteConfig, policy: Policy | Callable[[PolicyBatch], np.n
     Returns:
         One :class:`EpisodeRecord` per episode, sorted by ``(task_id, episode)``.
     """
+    if not isinstance(policy, Policy):
+        raise TypeError(f"{type(policy).__name__} is not an avbr.policy.Policy: implement reset(env_ids, tasks) "
+                        "and act(obs, env_ids) -> float [B, 7]")
     infos, specs = _plan(cfg, tasks, episodes_per_task, episodes)
     horizon = max_steps(cfg)
     own_venv = venv is None
@@ -372,7 +344,6 @@ def run_episodes(cfg: SuiteConfig, policy: Policy | Callable[[PolicyBatch], np.n
     queue: deque[EpisodeSpec] = deque(specs)
     running: dict[int, _Running] = {}
     records: list[EpisodeRecord] = []
-    reset_hook = getattr(policy, "reset", None)
 
     def finish(env_id: int, success: bool, error: str | None) -> None:
         run = running.pop(env_id)
@@ -399,24 +370,18 @@ def run_episodes(cfg: SuiteConfig, policy: Policy | Callable[[PolicyBatch], np.n
                     env_ids.append(i)
                 else:
                     started.append(i)
-            if started and reset_hook is not None:
-                reset_hook(started, [infos[running[i].spec.task_id] for i in started])
+            if started:
+                policy.reset(started, [infos[running[i].spec.task_id] for i in started])
 
     try:
         fill(list(range(venv.num_envs)))
         while running:
             env_ids = sorted(running)
-            batch = PolicyBatch(
-                obs=stack_obs([running[i].obs for i in env_ids]),
-                env_ids=np.array(env_ids),
-                task_ids=np.array([running[i].spec.task_id for i in env_ids]),
-                languages=[infos[running[i].spec.task_id].language for i in env_ids],
-                steps=np.array([running[i].steps for i in env_ids]),
-            )
+            obs = stack_obs([running[i].obs for i in env_ids])
             if record_frames:
                 for k, i in enumerate(env_ids):
-                    running[i].frames.append(batch.obs["agentview"][k])
-            actions = np.asarray(policy(batch))
+                    running[i].frames.append(obs["agentview"][k])
+            actions = np.asarray(policy.act(obs, env_ids))
             result = venv.step(env_ids, actions)
             freed: list[int] = []
             for k, i in enumerate(env_ids):

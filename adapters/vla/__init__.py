@@ -2,17 +2,20 @@
 
 Read ``adapters/vla/README.md`` for the decisions (routes, key mappings, deviations). Public API:
 
-* policies: :class:`Pi0Policy`, :class:`OpenVLAPolicy` (``predict_action``, ``select_action``,
-  ``reset``, ``compute_loss``), built by name through :data:`VLAS` / :func:`build_policy`;
+* policies: :class:`Pi0Policy`, :class:`OpenVLAPolicy`, both an :class:`avbr.policy.Policy`
+  (``reset(env_ids, tasks)``, ``act(obs, env_ids)``, per-env frame buffers and action queues)
+  with the model-level ``predict_chunk`` and ``compute_loss``; built by name through
+  :data:`VLAS` / :func:`build_policy`;
 * networks: :class:`Pi0Model`, :class:`OpenVLAModel`;
-* vision swap: :class:`BackboneConfig`, :func:`build_backbone`, :class:`VisionBackbone`;
+* vision swap: :class:`BackboneConfig` (an ``avbr.adapters`` :class:`~avbr.adapters.EncoderConfig`),
+  :func:`build_backbone`, :class:`VisionTokens`;
 * released checkpoints: :func:`convert_lerobot_pi0`, :func:`convert_openvla_7b`, :func:`load_released`;
 * fine-tuning: :func:`apply_lora`, :func:`save_finetuned`, :func:`load_finetuned`,
   ``python -m avbr.adapters.vla.finetune``; data: :class:`LiberoDemoDataset`.
 """
 
 from .action_tokenizer import ActionTokenizer
-from .backbone import BACKBONES, BackboneConfig, VisionBackbone, VisionTokens, build_backbone
+from .backbone import BackboneConfig, VisionTokens, build_backbone
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
 from .factory import (
     VLAS,
@@ -32,7 +35,6 @@ from .tokenizer import build_tiny_tokenizer, load_tokenizer
 
 __all__ = [
     "ActionTokenizer",
-    "BACKBONES",
     "BackboneConfig",
     "LiberoDemoDataset",
     "LoraSettings",
@@ -45,7 +47,6 @@ __all__ = [
     "Pi0Policy",
     "VLAPolicy",
     "VLAS",
-    "VisionBackbone",
     "VisionTokens",
     "apply_lora",
     "build_backbone",

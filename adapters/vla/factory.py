@@ -23,13 +23,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from avbr.registry import Registry
+
 from .keymap import load_converted
 from .normalize import Normalizer
 from .openvla import OPENVLA_NEW_PREFIXES, OpenVLAConfig, OpenVLAPolicy, convert_openvla_7b
 from .pi0 import PI0_NEW_PREFIXES, Pi0Config, Pi0Policy, convert_lerobot_pi0
 from .policy import VLAPolicy
-from .registry import Registry
 from .tokenizer import load_tokenizer
+
+
+#: version of the :func:`save_finetuned` layout; 2 = the backbone is an ``avbr.adapters`` EncoderConfig.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ def save_finetuned(policy: VLAPolicy, name: str, directory: str | Path, extra: d
     save_file(state, str(directory / "model.safetensors"))
     policy.tokenizer.save_pretrained(str(directory / "tokenizer"))
     meta = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "vla": name,
         "config": dataclasses.asdict(policy.cfg),
         "normalizers": {k: n.to_dict() for k, n in policy.normalizers().items()},
@@ -178,17 +183,24 @@ def save_finetuned(policy: VLAPolicy, name: str, directory: str | Path, extra: d
 
 
 def load_finetuned(directory: str | Path, device: str | torch.device = "cpu") -> VLAPolicy:
-    """Rebuild a policy saved by :func:`save_finetuned` and load its weights strictly."""
+    """Rebuild a policy saved by :func:`save_finetuned` and load its weights strictly.
+
+    The backbone is rebuilt from its saved encoder config, ``source`` included (a registry entry's
+    architecture can come from its source, e.g. ``encoder.json`` of our checkpoints), so that source
+    must be reachable; every weight is then replaced by ``model.safetensors``.
+    """
     directory = Path(directory)
     meta_path = directory / "policy.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by save_finetuned?")
     meta = json.loads(meta_path.read_text())
-    if meta.get("format_version") != 1:
-        raise ValueError(f"{meta_path}: unsupported format_version {meta.get('format_version')}")
-    fields = dict(meta["config"])
-    fields["backbone"] = {**fields["backbone"], "checkpoint": None}  # weights come from model.safetensors
-    cfg = make_config(meta["vla"], fields)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: format_version {meta.get('format_version')}, this code reads {FORMAT_VERSION}. "
+            "Version 1 named its backbone by backbone.source/model (before the encoder registry); "
+            "fine-tune again to get a loadable checkpoint."
+        )
+    cfg = make_config(meta["vla"], dict(meta["config"]))
     tokenizer = load_tokenizer(str(directory / "tokenizer"))
     norms = {k: Normalizer.from_dict(d) for k, d in meta["normalizers"].items()}
     policy = build_policy(meta["vla"], cfg, tokenizer, norms)

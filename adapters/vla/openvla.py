@@ -45,12 +45,13 @@ import torch
 from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from avbr.registry import Registry
+
 from .action_tokenizer import ActionTokenizer
-from .backbone import BackboneConfig, build_backbone, frames_to_float, pool_tokens
+from .backbone import BackboneConfig, build_backbone, encode_patches, pool_tokens
 from .keymap import drop_prefixed, load_converted
 from .normalize import Normalizer
 from .policy import VLAPolicy
-from .registry import Registry
 
 IGNORE_INDEX = -100
 
@@ -82,7 +83,8 @@ class OpenVLAConfig:
         n_action_steps: actions of a chunk executed before re-planning (``tokens``: 1).
         normalize_mask: dims normalised by q01/q99 (OpenVLA LIBERO stats leave the gripper).
         frame_gap: env steps between ``prev`` and ``curr`` (*ours*).
-        backbone: the encoder replacing DINOv2+SigLIP (*ours*); ``max_tokens`` 256 = OpenVLA's count.
+        backbone: the registry encoder replacing DINOv2+SigLIP (*ours*); ``max_tokens`` 256 =
+            OpenVLA's count.
     """
 
     llm_variant: str = "llama2_7b"
@@ -187,15 +189,16 @@ class OpenVLAModel(nn.Module):
         self.cfg = cfg
         self.vision_backbone = build_backbone(cfg.backbone)
         llm_cfg = llama_config(cfg.llm_variant, cfg.vocab_size)
-        self.projector = PrismaticProjector(self.vision_backbone.out_dim, llm_cfg.hidden_size)
+        self.projector = PrismaticProjector(self.vision_backbone.feature_dim, llm_cfg.hidden_size)
         self.language_model = LlamaForCausalLM(llm_cfg)
         head = ACTION_HEADS.get(cfg.action_head)(cfg, llm_cfg.hidden_size)
         if head is not None:
             self.action_head = head
 
-    def image_embeds(self, prev: Tensor | None, curr: Tensor) -> Tensor:
-        """Frames float ``[B, 3, H, W]`` in ``[0, 1]`` -> projected patches ``[B, N, W]``."""
-        patches, grid = self.vision_backbone(prev, curr)  # [B, N, D]
+    def image_embeds(self, prev: Tensor, curr: Tensor) -> Tensor:
+        """uint8 frames ``[B, H, W, 3]`` -> projected patches ``[B, N, W]`` (the encoder resizes and
+        normalises them as its contract says)."""
+        patches, grid = encode_patches(self.vision_backbone, prev, curr)  # [B, N, D]
         return self.projector(pool_tokens(patches, grid, self.cfg.backbone.max_tokens))
 
     def forward(
@@ -269,8 +272,7 @@ class OpenVLAPolicy(VLAPolicy):
         as they are (OFT placeholders). Also returns each row's left-pad length.
         """
         dev = next(self.parameters()).device
-        size = self.cfg.backbone.img_size
-        img = self.model.image_embeds(frames_to_float(prev, size, dev), frames_to_float(curr, size, dev))  # [B, N, W]
+        img = self.model.image_embeds(prev, curr)  # [B, N, W]
         embed = self.model.language_model.get_input_embeddings()
         rows = []
         for i, text in enumerate(instructions):

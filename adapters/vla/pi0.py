@@ -29,9 +29,10 @@ Architecture (facts from lerobot ``modeling_pi0.py`` / ``configuration_pi0.py``)
   normalisation is mean/std for both (lerobot's ``normalization_mapping``).
 
 Swap point: lerobot's ``embed_image`` (SigLIP + ``multi_modal_projector`` -> ``[B, 256, 2048]``)
-is replaced by :class:`~avbr.adapters.vla.backbone.VisionTokens` (module name ``vision``): our
-encoder on ``(prev, curr)``, average-pooled to at most ``backbone.max_tokens`` tokens, then an MLP
-to the Gemma width. One camera (agentview) is used.
+is replaced by :class:`~avbr.adapters.vla.backbone.VisionTokens` (module name ``vision``): any
+registry encoder (``backbone.encoder``) on the uint8 ``(prev, curr)`` frames with its own
+preprocessing, average-pooled to at most ``backbone.max_tokens`` tokens, then an MLP to the Gemma
+width. One camera (agentview) is used.
 
 One deliberate difference from transformers' own ``GemmaModel.forward``: in transformers 5.x the
 ``embed_tokens`` module multiplies by ``sqrt(width)`` itself, while lerobot (written against 4.x)
@@ -50,7 +51,7 @@ from torch import Tensor, nn
 from transformers import GemmaConfig, GemmaModel
 from transformers.models.gemma.modeling_gemma import apply_rotary_pos_emb
 
-from .backbone import BackboneConfig, VisionTokens, build_backbone, frames_to_float
+from .backbone import BackboneConfig, VisionTokens, build_backbone
 from .keymap import drop_prefixed, load_converted
 from .normalize import Normalizer
 from .policy import VLAPolicy
@@ -104,7 +105,7 @@ class Pi0Config:
         max_period: longest period (4.0).
         tokenizer_max_length: language tokens, padded/truncated (48).
         frame_gap: env steps between ``prev`` and ``curr`` (*ours*, 1).
-        backbone: the encoder that replaces SigLIP (*ours*).
+        backbone: the registry encoder that replaces SigLIP (*ours*).
     """
 
     paligemma_variant: str = "gemma_2b"
@@ -316,12 +317,12 @@ class Pi0Model(nn.Module):
         self.action_time_mlp_out = nn.Linear(exp.width, exp.width)
 
     def embed_prefix(
-        self, prev: Tensor | None, curr: Tensor, lang_tokens: Tensor, lang_masks: Tensor
+        self, prev: Tensor, curr: Tensor, lang_tokens: Tensor, lang_masks: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Image tokens (our encoder) then language tokens.
+        """Image tokens (the swapped encoder) then language tokens.
 
         Args:
-            prev, curr: float ``[B, 3, H, W]`` in ``[0, 1]`` at the backbone's ``img_size``.
+            prev, curr: uint8 ``[B, H, W, 3]`` upright RGB (the encoder resizes and normalises).
             lang_tokens: ``[B, L]`` ids; lang_masks: bool ``[B, L]``.
 
         Returns:
@@ -366,7 +367,7 @@ class Pi0Model(nn.Module):
 
     def forward(
         self,
-        prev: Tensor | None,
+        prev: Tensor,
         curr: Tensor,
         lang_tokens: Tensor,
         lang_masks: Tensor,
@@ -378,7 +379,7 @@ class Pi0Model(nn.Module):
         """Flow-matching training forward.
 
         Args:
-            prev, curr: float ``[B, 3, H, W]`` in ``[0, 1]``.
+            prev, curr: uint8 ``[B, H, W, 3]``.
             lang_tokens, lang_masks: ``[B, L]``.
             state: normalised, padded ``[B, max_state_dim]``.
             actions: normalised, padded ``[B, chunk, max_action_dim]``.
@@ -406,7 +407,7 @@ class Pi0Model(nn.Module):
     @torch.no_grad()
     def sample_actions(
         self,
-        prev: Tensor | None,
+        prev: Tensor,
         curr: Tensor,
         lang_tokens: Tensor,
         lang_masks: Tensor,
@@ -487,10 +488,9 @@ class Pi0Policy(VLAPolicy):
         """The fitted normalisers, by name (saved with checkpoints)."""
         return {"state": self.state_norm, "action": self.action_norm}
 
-    def _inputs(self, prev: Tensor, curr: Tensor, state: Tensor, instructions: list[str]):
+    def _prompt_and_state(self, state: Tensor, instructions: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """Token ids ``[B, L]``, their mask ``[B, L]`` and the normalised padded state ``[B, max_state_dim]``."""
         dev = next(self.parameters()).device
-        size = self.cfg.backbone.img_size
-        prev_f, curr_f = frames_to_float(prev, size, dev), frames_to_float(curr, size, dev)
         tok = self.tokenizer(
             [t if t.endswith("\n") else t + "\n" for t in instructions],
             padding="max_length",
@@ -500,11 +500,12 @@ class Pi0Policy(VLAPolicy):
         )
         state = self.state_norm.normalize(state.to(dev).float())
         state = F.pad(state, (0, self.cfg.max_state_dim - state.shape[-1]))  # [B, max_state_dim]
-        return prev_f, curr_f, tok["input_ids"].to(dev), tok["attention_mask"].to(dev).bool(), state
+        return tok["input_ids"].to(dev), tok["attention_mask"].to(dev).bool(), state
 
     def compute_loss(self, batch: dict) -> Tensor:
         """Masked mean of the flow-matching error over real action dims and non-padded steps."""
-        prev, curr, ids, mask, state = self._inputs(batch["prev"], batch["curr"], batch["state"], batch["instruction"])
+        ids, mask, state = self._prompt_and_state(batch["state"], batch["instruction"])
+        prev, curr = batch["prev"], batch["curr"]
         actions = self.action_norm.normalize(batch["actions"].to(state.device).float())  # [B, chunk, A]
         actions = F.pad(actions, (0, self.cfg.max_action_dim - actions.shape[-1]))
         err = self.model(prev, curr, ids, mask, state, actions)[..., : self.cfg.action_dim]  # [B, chunk, A]
@@ -512,8 +513,8 @@ class Pi0Policy(VLAPolicy):
         return (err * valid).sum() / (valid.sum() * self.cfg.action_dim).clamp_min(1.0)
 
     def predict_chunk(self, prev: Tensor, curr: Tensor, state: Tensor, instructions: list[str]) -> Tensor:
-        prev_f, curr_f, ids, mask, state_n = self._inputs(prev, curr, state, instructions)
-        out = self.model.sample_actions(prev_f, curr_f, ids, mask, state_n)[..., : self.cfg.action_dim]
+        ids, mask, state_n = self._prompt_and_state(state, instructions)
+        out = self.model.sample_actions(prev, curr, ids, mask, state_n)[..., : self.cfg.action_dim]
         return self.action_norm.unnormalize(out).cpu()
 
 

@@ -1,7 +1,8 @@
 """The rollout-side policy: frame history, batched encoder inference, action chunks, timing.
 
-:class:`EncoderPolicy` plugs into :func:`avbr.envs.run_episodes` (``__call__(batch)`` and
-``reset(env_ids, tasks)``). At every step it appends each env's upright frames to that env's
+:class:`EncoderPolicy` implements :class:`avbr.policy.Policy` (``reset(env_ids, tasks)``,
+``act(obs, env_ids)``), which :func:`avbr.envs.run_episodes` drives. Its per-env state is an
+:class:`avbr.policy.ActionChunker`: at every step each env's upright frames join that env's
 history; envs whose action queue is empty are encoded *together* (one batched
 ``encoder.encode(o_{t-k}, o_t)``), the policy head predicts a chunk ``[B, C, 7]`` for them and the
 first ``n_action_steps`` actions are queued and executed open-loop. The pair rule matches
@@ -15,17 +16,16 @@ later probing; :meth:`EncoderPolicy.pop_features` hands them out when the episod
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from avbr.envs import PolicyBatch, TaskInfo
 from avbr.eval.rollouts.policies import TrainedPolicy
 from avbr.eval.rollouts.policy_data import FeatureSpec, encode_frames
+from avbr.policy import ActionChunker, EpisodeTask, PlanRequest
 
 
 @dataclass
@@ -42,17 +42,8 @@ class Timers:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-@dataclass
-class _EnvState:
-    history: deque[dict[str, np.ndarray]]
-    queue: deque[np.ndarray] = field(default_factory=deque)
-    task_index: int = 0
-    features: list[np.ndarray] = field(default_factory=list)
-    plan_steps: list[int] = field(default_factory=list)
-
-
 class EncoderPolicy:
-    """Frozen encoder + trained head as a batched env policy.
+    """Frozen encoder + trained head as a batched env policy (:class:`avbr.policy.Policy`).
 
     Args:
         encoder: ``avbr.adapters.EncoderAdapter`` (frozen, ``eval()``).
@@ -68,54 +59,51 @@ class EncoderPolicy:
                  n_action_steps: int, record_features: bool = False, batch_size: int = 64) -> None:
         self.encoder, self.head, self.spec = encoder, head, spec
         self.task_index = {t: i for i, t in enumerate(task_order)}
-        self.n_action_steps = n_action_steps
         self.record_features = record_features
         self.batch_size = batch_size
-        self.envs: dict[int, _EnvState] = {}
+        self.chunker = ActionChunker(spec.gap, n_action_steps, spec.cameras)
+        self.features: dict[int, list[np.ndarray]] = {}
+        self.plan_steps: dict[int, list[int]] = {}
         self.timers = Timers()
 
-    def reset(self, env_ids: Sequence[int], tasks: Sequence[TaskInfo]) -> None:
-        """New episodes start in ``env_ids``: clear their frame history and action queue."""
-        for env_id, task in zip(env_ids, tasks):
+    def reset(self, env_ids: Sequence[int], tasks: Sequence[EpisodeTask]) -> None:
+        """New episodes start in ``env_ids``: clear their frame history, action queue and features."""
+        for task in tasks:
             if task.task_id not in self.task_index:
                 raise KeyError(f"task {task.task_id} was not in the policy's training tasks {sorted(self.task_index)}")
-            self.envs[int(env_id)] = _EnvState(history=deque(maxlen=self.spec.gap + 1),
-                                               task_index=self.task_index[task.task_id])
+        self.chunker.reset(env_ids, tasks)
+        for env_id in env_ids:
+            self.features[int(env_id)], self.plan_steps[int(env_id)] = [], []
 
     def pop_features(self, env_id: int) -> dict[str, np.ndarray]:
         """The recorded features of ``env_id``'s episode: ``features [P, D]``, ``steps [P]``
         (policy step of each planning point); empty if the episode never started."""
-        env = self.envs.get(env_id)
-        if env is None:
-            return {"features": np.zeros((0, 0), np.float32), "steps": np.zeros(0, np.int64)}
-        out = {"features": np.stack(env.features) if env.features else np.zeros((0, 0), np.float32),
-               "steps": np.asarray(env.plan_steps, dtype=np.int64)}
-        env.features, env.plan_steps = [], []
+        features, steps = self.features.get(env_id, []), self.plan_steps.get(env_id, [])
+        out = {"features": np.stack(features) if features else np.zeros((0, 0), np.float32),
+               "steps": np.asarray(steps, dtype=np.int64)}
+        self.features[env_id], self.plan_steps[env_id] = [], []
         return out
 
-    def __call__(self, batch: PolicyBatch) -> np.ndarray:
-        """Actions ``float [B, 7]`` for the ``B`` running envs of ``batch``."""
-        rows = [self.envs[int(e)] for e in batch.env_ids]
-        for k, env in enumerate(rows):
-            env.history.append({c: batch.obs[c][k] for c in self.spec.cameras})
-        plan = [k for k, env in enumerate(rows) if not env.queue]
-        if plan:
-            t0 = time.perf_counter()
-            prev = {c: np.stack([rows[k].history[0][c] for k in plan]) for c in self.spec.cameras}
-            curr = {c: batch.obs[c][plan] for c in self.spec.cameras}
-            features = encode_frames(self.encoder, self.spec, prev, curr, self.batch_size)  # [P, D]
-            t1 = time.perf_counter()
-            chunks = self.head.predict(torch.from_numpy(features), torch.from_numpy(batch.obs["state"][plan]),
-                                       torch.tensor([rows[k].task_index for k in plan]))  # [P, C, 7]
-            t2 = time.perf_counter()
-            self.timers.encoder_s += t1 - t0
-            self.timers.policy_s += t2 - t1
-            self.timers.encoder_calls += 1
-            self.timers.encoded_frames += len(plan) * len(self.spec.cameras)
-            for j, k in enumerate(plan):
-                rows[k].queue.extend(chunks[j, : self.n_action_steps])
-                if self.record_features:
-                    rows[k].features.append(features[j])
-                    rows[k].plan_steps.append(int(batch.steps[k]))
-        self.timers.policy_steps += len(rows)
-        return np.stack([env.queue.popleft() for env in rows])
+    def act(self, obs: Mapping[str, np.ndarray], env_ids: Sequence[int]) -> np.ndarray:
+        """Actions ``float32 [B, 7]`` for the ``B`` envs ``env_ids`` (see :mod:`avbr.policy`)."""
+        actions = self.chunker.act(obs, env_ids, self._plan)
+        self.timers.policy_steps += len(env_ids)
+        return actions
+
+    def _plan(self, request: PlanRequest) -> np.ndarray:
+        """Encode the planned envs' frame pairs in one batch and predict their chunks ``[P, C, 7]``."""
+        t0 = time.perf_counter()
+        features = encode_frames(self.encoder, self.spec, request.prev, request.curr, self.batch_size)  # [P, D]
+        t1 = time.perf_counter()
+        task_index = torch.tensor([self.task_index[t.task_id] for t in request.tasks])
+        chunks = self.head.predict(torch.from_numpy(features), torch.from_numpy(request.state), task_index)  # [P, C, 7]
+        t2 = time.perf_counter()
+        self.timers.encoder_s += t1 - t0
+        self.timers.policy_s += t2 - t1
+        self.timers.encoder_calls += 1
+        self.timers.encoded_frames += len(request.env_ids) * len(self.spec.cameras)
+        if self.record_features:
+            for j, env_id in enumerate(request.env_ids.tolist()):
+                self.features[env_id].append(features[j])
+                self.plan_steps[env_id].append(int(request.steps[j]))
+        return chunks

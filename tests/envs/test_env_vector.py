@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avbr.envs import (EpisodeSpec, PolicyBatch, SuiteConfig, VectorEnv, episode_specs,
-                       run_episodes, run_expert_episodes)
+from avbr.envs import (EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, run_episodes,
+                       run_expert_episodes)
+from env_policies import ZeroPolicy
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +23,19 @@ LIFT = SuiteConfig(name="robosuite_lift", camera_size=32, max_steps=12)
 
 
 class RecordingPolicy:
-    """Random actions; remembers reset calls and what it saw."""
+    """Random actions; remembers reset calls (with the task's language) and what it saw."""
 
     def __init__(self) -> None:
-        self.resets: list[tuple[int, int]] = []
-        self.batches: list[PolicyBatch] = []
+        self.resets: list[tuple[int, int, str]] = []
+        self.seen: list[tuple[dict, list[int]]] = []
         self.rng = np.random.default_rng(0)
 
     def reset(self, env_ids, tasks) -> None:
-        self.resets += [(i, t.task_id) for i, t in zip(env_ids, tasks)]
+        self.resets += [(i, t.task_id, t.language) for i, t in zip(env_ids, tasks)]
 
-    def __call__(self, batch: PolicyBatch) -> np.ndarray:
-        self.batches.append(batch)
-        return self.rng.uniform(-0.5, 0.5, size=(len(batch.env_ids), 7))
+    def act(self, obs, env_ids) -> np.ndarray:
+        self.seen.append((obs, list(env_ids)))
+        return self.rng.uniform(-0.5, 0.5, size=(len(env_ids), 7))
 
 
 def test_lift_rollout_through_vector_interface() -> None:
@@ -43,15 +44,17 @@ def test_lift_rollout_through_vector_interface() -> None:
     assert [(r.task_id, r.episode, r.init_index) for r in records] == [(0, 0, 0), (0, 1, 1), (0, 2, 2)]
     assert all(r.error is None and r.length == 12 and not r.success for r in records)
     assert all(r.frames.shape == (12, 32, 32, 3) and r.frames.dtype == np.uint8 for r in records)
-    assert len(policy.resets) == 3
-    batch = policy.batches[0]
-    assert batch.obs["agentview"].shape == (2, 32, 32, 3) and batch.obs["agentview"].dtype == np.uint8
-    assert batch.obs["wrist"].shape == (2, 32, 32, 3)
-    assert batch.obs["state"].shape == (2, 8) and batch.obs["state"].dtype == np.float32
-    assert batch.languages == ["lift the red cube"] * 2 and batch.steps.tolist() == [0, 0]
-    assert batch.obs["agentview"].std() > 5, "camera images look blank"
+    # both envs end at step 12; the third episode starts in the lower env id
+    assert [(i, t) for i, t, _ in policy.resets] == [(0, 0), (1, 0), (0, 0)]
+    assert {lang for _, _, lang in policy.resets} == {"lift the red cube"}
+    obs, env_ids = policy.seen[0]
+    assert env_ids == [0, 1]
+    assert obs["agentview"].shape == (2, 32, 32, 3) and obs["agentview"].dtype == np.uint8
+    assert obs["wrist"].shape == (2, 32, 32, 3)
+    assert obs["state"].shape == (2, 8) and obs["state"].dtype == np.float32
+    assert obs["agentview"].std() > 5, "camera images look blank"
     # gripper opened by the settle steps: finger qpos symmetric and open
-    assert batch.obs["state"][0, 6] > 0.01 and batch.obs["state"][0, 7] < -0.01
+    assert obs["state"][0, 6] > 0.01 and obs["state"][0, 7] < -0.01
 
 
 def test_vector_env_step_structure() -> None:
@@ -81,7 +84,7 @@ def test_init_states_do_not_depend_on_finishing_order() -> None:
     assert len({r.init_digest for r in ordered}) == 6
     # the batched runner assigns the same initial scenes
     batched = run_episodes(SuiteConfig(name="robosuite_lift", render=False, max_steps=1),
-                           lambda b: np.zeros((len(b.env_ids), 7)), episodes=shuffled_specs, workers=2)
+                           ZeroPolicy(), episodes=shuffled_specs, workers=2)
     assert [r.init_digest for r in batched] == [r.init_digest for r in ordered]
 
 
@@ -90,11 +93,12 @@ def test_killed_worker_is_replaced_and_episode_fails() -> None:
     venv = VectorEnv(cfg, 2)
     killed: list[int] = []
 
-    def policy(batch: PolicyBatch) -> np.ndarray:
-        if not killed and 0 in batch.env_ids and batch.steps[list(batch.env_ids).index(0)] == 3:
+    def kill_env0_at_step3(policy: ZeroPolicy, env_ids: list[int]) -> None:
+        if not killed and 0 in env_ids and policy.steps[0] == 3:
             killed.append(venv.pids[0])
             os.kill(venv.pids[0], signal.SIGKILL)
-        return np.zeros((len(batch.env_ids), 7))
+
+    policy = ZeroPolicy(kill_env0_at_step3)
 
     try:
         records = run_episodes(cfg, policy, episodes_per_task=4, venv=venv)

@@ -13,6 +13,7 @@ import pytest
 
 from avbr.envs import SuiteConfig, run_episodes
 from avbr.envs.demos import DemoReadOptions, demo_keys, read_demo
+from env_policies import ZeroPolicy
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def test_make_demos_robosuite_lift_roundtrip(tmp_path: Path) -> None:
     key = next(k for k in demo_keys(path) if read_demo(path, k, options).init_index == 0)
     demo = read_demo(path, key, options)
     records = run_episodes(SuiteConfig(name="robosuite_lift", camera_size=64, max_steps=1),
-                           lambda b: np.zeros((len(b.env_ids), 7)), episodes_per_task=1,
+                           ZeroPolicy(), episodes_per_task=1,
                            record_frames=True)
     np.testing.assert_array_equal(demo.images["agentview"][0], records[0].frames[0])
     raw = read_demo(path, key, DemoReadOptions(flip_images=False, drop_noops=False))

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from avbr.adapters import Features
-from avbr.envs import PolicyBatch, TaskInfo
+from avbr.envs import TaskInfo
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy
 from avbr.eval.rollouts.policy_data import FeatureSpec, pair_indices
 from avbr.eval.rollouts.rollout import EncoderPolicy
@@ -35,13 +35,11 @@ class StepHead(TrainedPolicy):
         return out
 
 
-def _batch(t, env_ids):
+def _obs(t, env_ids):
     frames = np.zeros((len(env_ids), 4, 4, 3), np.uint8)
     for k, e in enumerate(env_ids):
         frames[k, 0, 0, 0] = 10 * e + t  # pixel value encodes (env, step)
-    return PolicyBatch(obs={"agentview": frames, "wrist": frames, "state": np.zeros((len(env_ids), 8), np.float32)},
-                       env_ids=np.array(env_ids), task_ids=np.array([5] * len(env_ids)), languages=[""] * len(env_ids),
-                       steps=np.array([t] * len(env_ids)))
+    return {"agentview": frames, "wrist": frames, "state": np.zeros((len(env_ids), 8), np.float32)}
 
 
 def test_pairs_chunks_and_batching():
@@ -50,7 +48,7 @@ def test_pairs_chunks_and_batching():
     policy = EncoderPolicy(enc, head, FeatureSpec(readout="cls", gap=2), task_order=[5], n_action_steps=3)
     task = TaskInfo("s", 5, "t", "", None)
     policy.reset([0, 1], [task, task])
-    actions = [policy(_batch(t, [0, 1])) for t in range(7)]
+    actions = [policy.act(_obs(t, [0, 1]), [0, 1]) for t in range(7)]
     # Encoded at steps 0, 3, 6 with both envs in one batch.
     assert enc.calls == [2, 2, 2]
     a = np.stack(actions)  # [T, B, 7]
@@ -61,5 +59,5 @@ def test_pairs_chunks_and_batching():
     np.testing.assert_array_equal(a[:, :, 3], 0)  # one-hot index of task 5
     # A new episode in env 0 clears its history and queue: it plans at once, alone.
     policy.reset([0], [task])
-    policy(_batch(0, [0, 1]))
+    policy.act(_obs(0, [0, 1]), [0, 1])
     assert enc.calls[-1] == 1

@@ -29,7 +29,7 @@ def test_every_vla_config_composes_and_validates(option: str) -> None:
 def test_short_run_writes_metrics_and_reloadable_policy(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         cfg = compose("finetune", overrides=[
-            "vla=openvla_tiny", "vla.backbone.img_size=32", "data.synthetic=true", "data.synthetic_demos=1",
+            "vla=openvla_tiny", "vla.backbone.encoder.img_size=32", "data.synthetic=true", "data.synthetic_demos=1",
             "data.synthetic_length=6", "data.synthetic_size=32", "data.num_workers=0", "steps=3", "batch_size=2",
             "lora.r=4", "device=cpu", f"out_dir={tmp_path}",
         ])
@@ -39,7 +39,7 @@ def test_short_run_writes_metrics_and_reloadable_policy(tmp_path: Path) -> None:
     assert saved == json.loads(json.dumps(metrics))
     policy = load_finetuned(tmp_path / "policy")
     frames = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
-    out = policy.predict_action({"agentview": frames, "state": torch.zeros(1, 8), "instruction": ["reach the red block"]})
+    out = policy.predict_chunk(frames, frames, torch.zeros(1, 8), ["reach the red block"])
     assert out.shape == (1, 1, 7)
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from avbr.adapters.vla.factory import LoraSettings, apply_lora
 from avbr.adapters.vla.openvla import OPENVLA_DROPPED, OpenVLAConfig, OpenVLAModel, llama_config, load_openvla_7b
+from avbr.envs import TaskInfo
 from transformers import LlamaForCausalLM
 from vla_fixtures import TWO_STREAM
 
@@ -39,7 +40,7 @@ def test_sequence_layout_and_loss_on_action_tokens_only(make_policy, batch) -> N
     tail = torch.cat([at.encode(actions), torch.full((3, 1), tok.eos_token_id)], 1)
     embeds, mask, pads = policy._sequence(batch["prev"], batch["curr"], batch["instruction"], tail, None)
     emb = policy.model.language_model.get_input_embeddings()
-    img = policy.model.image_embeds(*(torch.as_tensor(batch[k]).permute(0, 3, 1, 2).float() / 255 for k in ("prev", "curr")))
+    img = policy.model.image_embeds(batch["prev"], batch["curr"])
     row, p = 0, pads[0]
     assert torch.allclose(embeds[row, p], emb.weight[tok.bos_token_id])
     assert torch.allclose(embeds[row, p + 1 : p + 1 + img.shape[1]], img[row], atol=1e-5)
@@ -82,11 +83,10 @@ def test_oft_l1_chunk_head(make_policy, batch) -> None:
     head = [p for n, p in policy.model.named_parameters() if "action_head" in n and p.requires_grad]
     assert head and all(p.grad is not None for p in head)
     policy.eval()
-    obs = {"agentview": batch["curr"], "state": batch["state"], "instruction": batch["instruction"]}
-    assert policy.predict_action(obs).shape == (3, 4, 7)
-    policy.reset()
-    policy.select_action(obs)
-    assert len(policy._queue) == 1  # n_action_steps = 2 executed per chunk
+    assert policy.predict_chunk(batch["prev"], batch["curr"], batch["state"], batch["instruction"]).shape == (3, 4, 7)
+    policy.reset([7], [TaskInfo("synthetic", 0, "", batch["instruction"][0], None)])
+    policy.act({"agentview": batch["curr"][:1].numpy(), "state": batch["state"][:1].numpy()}, [7])
+    assert policy.chunker.queued(7) == 1  # n_action_steps = 2 executed per chunk
 
 
 def test_config_errors_name_the_fix() -> None:

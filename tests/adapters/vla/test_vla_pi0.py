@@ -1,5 +1,6 @@
 """Pi0 with our two-stream encoder: training step, LoRA gradients, masks, sampling, lerobot keys."""
 
+import numpy as np
 import pytest
 import torch
 from avbr.adapters.vla.factory import LoraSettings, apply_lora
@@ -12,6 +13,7 @@ from avbr.adapters.vla.pi0 import (
     load_lerobot_pi0,
     make_att_2d_masks,
 )
+from avbr.envs import TaskInfo
 from transformers import GemmaConfig, GemmaForCausalLM, PaliGemmaConfig, PaliGemmaForConditionalGeneration
 from vla_fixtures import TWO_STREAM
 
@@ -63,7 +65,8 @@ def test_block_attention_masks() -> None:
 def test_prefix_is_independent_of_suffix_and_cache_matches_joint_pass(make_policy, batch) -> None:
     policy = make_policy("pi0")
     model = policy.model.eval()
-    prev, curr, ids, mask, state = policy._inputs(batch["prev"], batch["curr"], batch["state"], batch["instruction"])
+    prev, curr = batch["prev"], batch["curr"]
+    ids, mask, state = policy._prompt_and_state(batch["state"], batch["instruction"])
     pre_e, pre_pad, pre_att = model.embed_prefix(prev, curr, ids, mask)
     outs = []
     for seed in (0, 1):
@@ -92,22 +95,24 @@ def test_flow_matching_target(make_policy, batch) -> None:
     torch.nn.init.zeros_(model.action_out_proj.weight)
     torch.nn.init.zeros_(model.action_out_proj.bias)
     actions = torch.randn(3, 4, 32)
-    args = [torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32), torch.ones(3, 5, dtype=torch.long), torch.ones(3, 5, dtype=torch.bool), torch.zeros(3, 32)]
+    frames = torch.randint(0, 256, (2, 3, 32, 32, 3), dtype=torch.uint8)  # prev, curr: uint8 [B, H, W, 3]
+    args = [frames[0], frames[1], torch.ones(3, 5, dtype=torch.long), torch.ones(3, 5, dtype=torch.bool), torch.zeros(3, 32)]
     err = model(*args, actions, noise=actions.clone(), time=torch.full((3,), 0.3))
     assert torch.allclose(err, torch.zeros_like(err))  # v = 0 and u = noise - actions = 0
 
 
-def test_policy_api_shapes_and_frame_buffer(make_policy, batch) -> None:
+def test_chunk_and_act_shapes(make_policy, batch) -> None:
+    """Model level: a chunk of chunk_size actions; rollout level: one action per env (the per-env
+    state is tested for every policy in tests/test_policy.py)."""
     policy = make_policy("pi0").eval()
-    obs = {"agentview": batch["curr"], "state": batch["state"], "instruction": batch["instruction"]}
-    assert policy.predict_action(obs).shape == (3, 4, 7)
-    policy.reset()
-    assert policy.select_action(obs).shape == (3, 7)
-    policy.select_action({**obs, "agentview": batch["prev"]})
-    prev, curr = policy._frame_pair()
-    assert torch.equal(prev, batch["curr"]) and torch.equal(curr, batch["prev"])  # frame_gap 1
-    with pytest.raises(ValueError, match="reset"):
-        policy.observe(batch["curr"][:, :16])
+    assert policy.predict_chunk(batch["prev"], batch["curr"], batch["state"], batch["instruction"]).shape == (3, 4, 7)
+    policy.reset([0, 1, 2], [TaskInfo("synthetic", i, "", text, None) for i, text in enumerate(batch["instruction"])])
+    obs = {"agentview": batch["curr"].numpy(), "state": batch["state"].numpy()}
+    actions = policy.act(obs, [0, 1, 2])
+    assert actions.shape == (3, 7) and actions.dtype == np.float32
+    assert policy.chunker.queued(0) == 3  # n_action_steps 4: three left
+    with pytest.raises(KeyError, match="reset"):
+        policy.act(obs, [0, 5, 2])
 
 
 def _released_layout(vlm: str, expert: str, vocab: int, vision: dict) -> dict[str, torch.Tensor]:
@@ -165,7 +170,7 @@ def test_released_size_layout_matches_ours_on_meta() -> None:
     so400m = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, image_size=224, patch_size=14)
     with torch.device("meta"):
         sd = _released_layout("gemma_2b", "gemma_300m", 257_152, so400m)
-        model = Pi0Model(Pi0Config(backbone={"source": "avbr", "model": "two_stream", "kwargs": {"preset": "tiny", "depth": 3}, "img_size": 32}))
+        model = Pi0Model(Pi0Config(backbone=TWO_STREAM))
     assert len(sd) == 777
     conv = {k: tuple(v.shape) for k, v in convert_lerobot_pi0(sd).items()}
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("vision.")}
