@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,8 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
+
+from avbr.provenance import code_provenance, describe_commit, provenance
 
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
 from .factory import VLAS, LoraSettings, apply_lora, build_policy, load_released, make_config, save_finetuned
@@ -152,17 +153,6 @@ def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     return files, False
 
 
-def git_state() -> dict[str, Any]:
-    """Commit SHA and dirty flag of the source tree (``None`` outside a git checkout)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip())
-        return {"sha": sha, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"sha": None, "dirty": None}
-
-
 def run(s: FinetuneSettings) -> dict[str, Any]:
     """Fine-tune and return the metrics written to ``out_dir/metrics.json``."""
     out_dir = Path(s.out_dir)
@@ -245,7 +235,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         "params_total": n_all,
         "init_checkpoint": s.init_checkpoint,
         "init_kept_keys": len(kept_init) if kept_init is not None else None,
-        "git": git_state(),
+        "provenance": provenance(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if s.save:
@@ -266,7 +256,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(settings.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-    log.info("config:\n%s\ngit: %s", OmegaConf.to_yaml(cfg, resolve=True), git_state())
+    log.info("config:\n%s\ncode: %s", OmegaConf.to_yaml(cfg, resolve=True), describe_commit(code_provenance()))
     run(settings)
 
 
