@@ -104,7 +104,7 @@ def package_state() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    """Python, CUDA (when torch has it) and the installed versions of :data:`VERSIONED`."""
+    """Python, the installed versions of :data:`VERSIONED`, and torch's build and CUDA version."""
     out = {"python": platform.python_version()}
     for pkg in VERSIONED:
         try:
@@ -112,8 +112,9 @@ def versions() -> dict[str, str]:
         except _md.PackageNotFoundError:
             continue
     try:
-        import torch  # noqa: PLC0415 - only for its CUDA build
+        import torch  # noqa: PLC0415 - only for its build
 
+        out["torch"] = torch.__version__  # with the local build tag (``+cu130``, ``+cpu``), which metadata drops
         if torch.version.cuda:
             out["cuda"] = torch.version.cuda
     except ImportError:

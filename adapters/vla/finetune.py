@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from avbr.provenance import code_provenance, describe_commit, provenance
+from avbr.schedule import lr_at
 
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
 from .factory import VLAS, LoraSettings, apply_lora, build_policy, load_released, make_config, save_finetuned
@@ -121,14 +121,6 @@ class FinetuneSettings:
             raise ValueError("steps and batch_size must be >= 1")
 
 
-def lr_at(step: int, s: FinetuneSettings) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, cosine decay to 0.1 * lr."""
-    if step < s.warmup_steps:
-        return s.lr * (step + 1) / s.warmup_steps
-    progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
-    return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     """The demo files to read and whether they are synthetic."""
     if s.synthetic:
@@ -193,8 +185,9 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
+        lr = lr_at(step, lr=s.lr, min_lr=0.1 * s.lr, warmup_steps=s.warmup_steps, total_steps=s.steps)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, s)
+            group["lr"] = lr
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -214,7 +207,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         step_times.append(dt)
         if step % s.log_every == 0 or step == s.steps - 1:
             log.info("%sstep %d/%d loss %.4f lr %.2e %.1f samples/s", tag, step + 1, s.steps, losses[-1],
-                     lr_at(step, s), len(batch["instruction"]) / dt)
+                     lr, len(batch["instruction"]) / dt)
     wall = time.perf_counter() - wall0
     timed = step_times[s.throughput_skip:] or step_times
     k = max(1, len(losses) // 10)
