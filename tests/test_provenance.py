@@ -29,6 +29,10 @@ def test_checkout_commit_matches_git() -> None:
     assert set(code_provenance()) == {"git", "package", "versions"}
     assert record["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert describe_commit(record).startswith(state["commit"][:10])
+    # Benchmarks record the same provenance next to the machine's load.
+    from avbr.eval.benchmarks.registry import machine  # noqa: PLC0415
+
+    assert machine()["provenance"]["git"] == state
 
 
 def test_not_a_checkout(tmp_path: Path) -> None:
