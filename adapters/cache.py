@@ -1,12 +1,15 @@
-"""Batched feature extraction and its on-disk cache.
+"""Batched feature extraction and the project's one on-disk feature cache.
 
-The cache key is a sha256 over (1) the encoder weights (:func:`state_dict_hash`: every tensor's
-name, dtype, shape and bytes), (2) the encoder's :class:`InputContract` and adapter settings
-(registry name, ``frames``, bf16 autocast), (3) the readout and what is kept, and (4) the data:
-:func:`array_hash` of the frame bytes, or :func:`files_hash` of a data source's file list with
-sizes and modification times. A change in any of them gives a new key, so stale features are never
-reused. Entries are ``<root>/<key>/features.safetensors`` + ``meta.json``, written to a temporary
-folder and renamed into place (a crashed run leaves no half-written entry).
+Every cached feature set (the feature tool, :func:`extract_features`, and the demo features of
+policy heads, ``avbr.eval.rollouts.policy_data``) goes through :class:`FeatureCache` with a key
+from :func:`cache_key`: a sha256 over (1) the encoder weights (:func:`state_dict_hash`: every
+tensor's name, dtype, shape and bytes), (2) the encoder's :class:`InputContract` (preprocessing)
+and adapter settings (registry name, ``frames``, bf16 autocast), (3) the readout and the caller's
+options (what is kept, cameras, frame gap...), and (4) the data: :func:`array_hash` of the frame
+bytes, :func:`file_digest` of a file's bytes, or :func:`files_hash` of a data source's file list
+with sizes and modification times. A change in any of them gives a new key, so stale features are
+never reused. Entries are ``<root>/<key>/features.safetensors`` + ``meta.json``, written to a
+temporary folder and renamed into place (a crashed run leaves no half-written entry).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,9 +30,11 @@ from tqdm import tqdm
 from .base import EncoderAdapter, Features
 from .readouts import build_readout
 
-__all__ = ["array_hash", "files_hash", "FeatureCache", "cache_key", "extract_features", "features_to_tensors", "tensors_to_features"]
+__all__ = ["array_hash", "file_digest", "files_hash", "FeatureCache", "cache_key", "extract_features",
+           "features_to_tensors", "tensors_to_features"]
 
-FORMAT_VERSION = 1
+#: Version of the key layout and entry format (2: caller options in the key, demo features share the cache).
+FORMAT_VERSION = 2
 
 
 def array_hash(*arrays: np.ndarray | torch.Tensor | None) -> str:
@@ -45,6 +50,15 @@ def array_hash(*arrays: np.ndarray | torch.Tensor | None) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in 4 MiB blocks): for data whose files may be rewritten in place."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def files_hash(paths: Iterable[str | os.PathLike]) -> str:
     """sha256 of a file list with each file's size and mtime (ns): cheap, and any rewrite changes it."""
     h = hashlib.sha256()
@@ -54,8 +68,15 @@ def files_hash(paths: Iterable[str | os.PathLike]) -> str:
     return h.hexdigest()
 
 
-def cache_key(encoder: EncoderAdapter, data: str, readout: str | None, keep_patches: bool) -> str:
-    """The cache key of ``encoder``'s features of ``data`` (a :func:`array_hash`/:func:`files_hash`)."""
+def cache_key(encoder: EncoderAdapter, data: str, readout: str | None, **options: Any) -> str:
+    """The cache key of ``encoder``'s features of ``data``.
+
+    Args:
+        encoder: the adapter (its weights, contract, name, ``frames`` and autocast enter the key).
+        data: a hash of the input (:func:`array_hash`, :func:`file_digest`, :func:`files_hash`).
+        readout: the readout name, or None for raw features.
+        options: everything else the stored tensors depend on (JSON-able; ``str`` for the rest).
+    """
     parts = {
         "format": FORMAT_VERSION,
         "encoder": encoder.name,
@@ -64,10 +85,10 @@ def cache_key(encoder: EncoderAdapter, data: str, readout: str | None, keep_patc
         "frames": encoder.frames,
         "autocast_bf16": encoder.autocast_bf16,
         "readout": readout,
-        "keep_patches": keep_patches,
+        "options": options,
         "data": data,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def features_to_tensors(f: Features) -> tuple[dict[str, torch.Tensor], dict]:
@@ -159,7 +180,7 @@ def extract_features(
     """
     key = None
     if cache is not None:
-        key = cache_key(encoder, data_key or array_hash(prev, curr), readout, keep_patches)
+        key = cache_key(encoder, data_key or array_hash(prev, curr), readout, keep_patches=keep_patches)
         hit = cache.load(key)
         if hit is not None:
             return hit

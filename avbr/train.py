@@ -1,8 +1,12 @@
 """Pretraining: ``python -m avbr.train`` (Hydra app, configs in ``configs/pretrain/``).
 
-Reads top to bottom like nanoGPT's ``train.py``: config schema -> distributed setup and precision
--> data -> model (scratch or resume) -> optimiser -> FLOPs and compile -> loop (lr, step, clip,
-log, checkpoint) -> encoder export and the run record.
+:func:`run` reads top to bottom like nanoGPT's ``train.py``, one function per step: defaults
+(validated config, output folder) -> DDP and precision -> init (scratch | resume) and optimiser ->
+data (from the checkpoint's sample count) -> FLOPs, compile and DDP -> run record -> RNG restore
+(after everything that draws from the RNGs) -> loop (lr, step, clip, log, checkpoint) -> encoder
+export and the final record. The config schema is :mod:`avbr.train_config`; the lr schedule is
+:func:`avbr.schedule.lr_at`. Init comes before data because the stream needs the model's input
+size and the checkpoint's position.
 
 Launch::
 
@@ -12,15 +16,19 @@ Launch::
 
 DDP uses ``env://`` (torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``), NCCL on
 GPUs and gloo on CPU. Re-running with the same ``train.output_dir`` resumes from its latest
-checkpoint exactly (weights, optimiser, step, data position, RNG of every rank).
+checkpoint exactly (weights, optimiser, step, data position, RNG of every rank). Resuming with a
+different world size continues the data stream at the checkpoint's global sample count (the RNGs
+are then reseeded, so that resume is not bitwise).
 
 Output folder (``train.output_dir``)::
 
     config.yaml                      resolved config
-    run.json                         versioned run record: config, seeds, versions, git commit,
-                                     FLOPs, final results (rewritten at the end)
+    run.json                         versioned run record: config, seeds, provenance (avbr.provenance:
+                                     commit or package hash, versions, host, time), FLOPs, final
+                                     results (rewritten at the end)
     checkpoints/step_XXXXXXX/        objective.safetensors (full objective: model, decoder, teacher)
-                                     trainer.pt (optimiser, step, RNG of every rank, data position)
+                                     trainer.pt (optimiser, step, RNG of every rank, samples_seen,
+                                     world_size)
                                      config.yaml, encoder/ (encoder-only export)
     checkpoints/latest               name of the newest complete checkpoint
     encoder/                         final encoder-only export (what adapters load)
@@ -38,19 +46,17 @@ import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import hydra
 import numpy as np
 import torch
 import torch.distributed as dist
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -60,191 +66,17 @@ from tqdm import tqdm
 
 from avbr.data import SOURCES, GapSchedule, PairMixture, StreamSampler, collate_pairs
 from avbr.objectives import Objective, build_objective, frames_to_float
+from avbr.provenance import provenance
+from avbr.schedule import lr_at
+from avbr.train_config import DataConfig, OptimConfig, PretrainConfig, TrainConfig
 
 log = logging.getLogger("avbr.train")
 
-RUN_FORMAT_VERSION = 1
+#: Version of ``run.json``. 2: ``git`` and ``versions`` moved into ``provenance`` (avbr.provenance);
+#: ``resumed_at_sample`` added.
+RUN_FORMAT_VERSION = 2
 CHECKPOINT_FORMAT_VERSION = 1
 
-
-# ---------------------------------------------------------------------------------------------
-# Config schema (the YAML files in configs/pretrain/ list only what they change)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class GapConfig:
-    """Gap sampling and weighting (``avbr.data.gaps``); seed 001: 10 / 0.8 / 0.5.
-
-    Attributes:
-        max_gap: largest gap ``K`` in frames.
-        sample_decay: ``P(k) ~ sample_decay^(k-1)``.
-        loss_decay: ``w(k) ~ loss_decay^(k-1)``, normalised so that ``E_P[w] = 1``.
-        still_weight: loss weight of still images.
-    """
-
-    max_gap: int = 10
-    sample_decay: float = 0.8
-    loss_decay: float = 0.5
-    still_weight: float = 1.0
-
-
-@dataclass
-class SourceConfig:
-    """One data source of the mixture.
-
-    Attributes:
-        name: registry name (``avbr.data.SOURCES``: hdf5_demos, bridge, egodex, video_folder,
-            image_folder, procedural, procedural_stills).
-        root: data folder (unused by the procedural sources).
-        weight: relative weight within its group (videos or stills).
-        kwargs: extra constructor arguments of the source class (e.g. ``camera``, ``frame_stride``).
-    """
-
-    name: str = MISSING
-    root: str = ""
-    weight: float = 1.0
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DataConfig:
-    """The mixture.
-
-    Attributes:
-        sources: ``{alias: SourceConfig}``; override a root with ``data.sources.<alias>.root=...``.
-        still_ratio: fraction of still-image samples (seed 002: 0.3).
-        num_workers: DataLoader workers per rank (frames are decoded in the workers).
-        prefetch_factor: batches prefetched per worker.
-    """
-
-    sources: dict[str, SourceConfig] = field(default_factory=dict)
-    still_ratio: float = 0.3
-    num_workers: int = 4
-    prefetch_factor: int = 4
-
-
-@dataclass
-class ModelConfig:
-    """The model of the objective (``avbr.models``).
-
-    Attributes:
-        encoder: encoder registry name: two_stream | single_stream | early_fusion | m_only | p_only.
-        encoder_kwargs: encoder config fields (preset, img_size, patch_size, depth, mode, cls_fusion...).
-        decoder_kwargs: decoder config fields (future prediction) or VideoMAE decoder fields.
-    """
-
-    encoder: str = "two_stream"
-    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
-    decoder_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ObjectiveConfig:
-    """Attributes:
-    name: future_prediction | videomae | dino_temporal.
-    params: the objective's own options (its ``Config`` dataclass fields).
-    """
-
-    name: str = "future_prediction"
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warmup and cosine decay; the lr is a pure function of the step.
-
-    Attributes:
-        lr: peak learning rate (after warmup).
-        min_lr: final learning rate of the cosine.
-        warmup_steps: linear warmup length in optimiser steps.
-        weight_decay: decoupled weight decay of matrices (biases, norms, embeddings and tokens: 0).
-        beta1, beta2: Adam betas.
-        grad_clip: max global gradient norm (0 disables clipping).
-    """
-
-    lr: float = 1.5e-4
-    min_lr: float = 1e-6
-    warmup_steps: int = 1000
-    weight_decay: float = 0.05
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-
-
-@dataclass
-class TrainConfig:
-    """Loop settings.
-
-    Attributes:
-        batch_size: samples per rank per step (global batch = batch_size x world size).
-        total_steps: optimiser steps of the whole run (the cosine ends here).
-        max_steps_this_run: stop (with a checkpoint) after this many steps of this process; null = run to the end.
-        ckpt_every: checkpoint every N steps (and at the end).
-        keep_last: complete checkpoints kept (older ones are deleted).
-        log_every: log metrics, samples/s and MFU every N steps (the only host syncs).
-        precision: auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32.
-        compile: wrap the objective in torch.compile.
-        channels_last: NHWC memory format for the model and inputs (helps the decoder's convs).
-        seed: seed of the weights, the data stream and the objective's draws.
-        output_dir: run folder; re-running with the same folder resumes.
-        resume: auto (resume when output_dir has a checkpoint) | never | <path of a run or checkpoint>.
-        peak_flops: peak FLOP/s of one device for MFU; null = from the GPU-name table (CPU: no MFU).
-        ddp_find_unused: DDP searches unused parameters every step instead of assuming a static graph
-            (only for objectives whose graph changes between steps).
-    """
-
-    batch_size: int = 32
-    total_steps: int = 100_000
-    max_steps_this_run: Optional[int] = None
-    ckpt_every: int = 1000
-    keep_last: int = 3
-    log_every: int = 20
-    precision: str = "auto"
-    compile: bool = False
-    channels_last: bool = False
-    seed: int = 0
-    output_dir: str = MISSING
-    resume: str = "auto"
-    peak_flops: Optional[float] = None
-    ddp_find_unused: bool = False
-
-
-@dataclass
-class WandbConfig:
-    """Attributes:
-    mode: offline (default: nothing leaves the machine; ``wandb sync`` later) | online | disabled.
-    project, entity, name: W&B run coordinates (name defaults to the output folder's name).
-    """
-
-    mode: str = "offline"
-    project: str = "avbr-pretrain"
-    entity: Optional[str] = None
-    name: Optional[str] = None
-
-
-@dataclass
-class PretrainConfig:
-    gap: GapConfig = field(default_factory=GapConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-
-    def __post_init__(self) -> None:
-        if self.train.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {list(PRECISIONS)}, got {self.train.precision!r}")
-        if self.wandb.mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"wandb.mode must be offline | online | disabled, got {self.wandb.mode!r}")
-        if self.optim.warmup_steps >= self.train.total_steps > 0 and self.optim.warmup_steps > 0:
-            raise ValueError(
-                f"optim.warmup_steps ({self.optim.warmup_steps}) must be < train.total_steps ({self.train.total_steps})"
-            )
-
-
-ConfigStore.instance().store(name="pretrain_schema", node=PretrainConfig)
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 # Dense bf16 tensor-core peaks (FLOP/s) by GPU name, most specific first (NVIDIA datasheets).
 PEAK_BF16_FLOPS: list[tuple[str, float]] = [
@@ -260,16 +92,8 @@ PEAK_BF16_FLOPS: list[tuple[str, float]] = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure functions: lr schedule, peak FLOPs, FLOPs per sample
+# Pure functions: peak FLOPs, FLOPs per sample (the lr schedule is avbr.schedule.lr_at)
 # ---------------------------------------------------------------------------------------------
-def lr_at(step: int, optim: OptimConfig, total_steps: int) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): linear warmup, then cosine to ``min_lr``."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
-    return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
-
-
 def peak_flops_for(device: torch.device, override: float | None = None) -> float | None:
     """Peak bf16 FLOP/s of ``device``: ``override``, else the table entry matching the GPU name."""
     if override:
@@ -593,29 +417,6 @@ def save_checkpoint(
     return final
 
 
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict[str, str | None]:
-    import timm
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "timm": timm.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
@@ -623,45 +424,68 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run
+# The steps of a run, in order
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class RunResult:
-    """What ``run`` returns: the results written to ``run.json`` and the trained objective."""
+class ResumeState:
+    """What a checkpoint carries into this process; zeros and ``None`` for a fresh run.
 
-    results: dict[str, Any]
-    objective: Objective
+    Attributes:
+        checkpoint: the ``step_*`` folder resumed from, or ``None``.
+        step: optimiser steps done.
+        samples_seen: global samples consumed (the data position, independent of the world size).
+        skipped_files: unreadable files skipped so far.
+        rng: this rank's saved RNG state; ``None`` when fresh or when the world size changed.
+    """
+
+    checkpoint: Path | None = None
+    step: int = 0
+    samples_seen: int = 0
+    skipped_files: int = 0
+    rng: dict[str, Any] | None = None
 
 
-def run(cfg: DictConfig) -> RunResult:
-    """Train according to ``cfg`` (a ``PretrainConfig`` node)."""
-    t_start = time.time()
-    d = setup_distributed()
+def prepare_output(cfg: DictConfig, d: Dist) -> tuple[PretrainConfig, dict[str, Any], Path]:
+    """Validate ``cfg``, agree on the output folder (rank 0's wins: ``${now:}`` may differ per rank)
+    and write ``config.yaml``. Returns the schema object, the resolved dict and the folder."""
     schema: PretrainConfig = OmegaConf.to_object(cfg)  # validates fields and cross-field rules
-    tc, oc = schema.train, schema.optim
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if not d.is_main:
         logging.getLogger().setLevel(logging.WARNING)
-
-    # -- output folder: rank 0's choice wins (interpolations like ${now:} may differ per rank) -----
-    out_dir = [str(Path(tc.output_dir).resolve())]
+    out_dir = [str(Path(schema.train.output_dir).resolve())]
     if d.world_size > 1:
         dist.broadcast_object_list(out_dir, src=0)
-    out_dir = Path(out_dir[0])
-    resolved["train"]["output_dir"] = str(out_dir)
+    out = Path(out_dir[0])
+    resolved["train"]["output_dir"] = str(out)
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    return schema, resolved, out
 
-    # -- precision ----------------------------------------------------------------------------
-    if d.device.type == "cuda":
+
+def setup_precision(precision: str, device: torch.device) -> Callable[[], Any]:
+    """TF32 matmuls on GPU, and the autocast factory of ``train.precision``."""
+    if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    autocast = make_autocast(tc.precision, d.device)
+    return make_autocast(precision, device)
 
-    # -- model: identical init on every rank (seed), then maybe a checkpoint ----------------------
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global generator and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def init_objective(
+    schema: PretrainConfig, gap: GapSchedule, out_dir: Path, d: Dist
+) -> tuple[Objective, torch.optim.AdamW, ResumeState]:
+    """The objective (identical init on every rank: ``train.seed``) and its optimiser, then the
+    checkpoint's weights, optimiser state and counters when resuming. RNG states are *not*
+    restored here: :func:`restore_rng` does that after every other consumer."""
+    tc = schema.train
     torch.manual_seed(tc.seed)
-    gap = GapSchedule(**dataclasses.asdict(schema.gap))
     objective = build_objective(
         schema.objective.name,
         encoder=schema.model.encoder,
@@ -672,7 +496,8 @@ def run(cfg: DictConfig) -> RunResult:
     ).to(d.device)
     if tc.channels_last:
         objective = objective.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(objective, oc, d.device)
+    optimizer = build_optimizer(objective, schema.optim, d.device)
+    seed_everything(tc.seed + d.rank)
 
     ckpt = None
     if tc.resume != "never":
@@ -683,36 +508,33 @@ def run(cfg: DictConfig) -> RunResult:
                 f"train.resume={tc.resume}: no checkpoint found (looked for {where}/trainer.pt, "
                 f"{where}/checkpoints/latest and {where}/latest); pass a run folder or a step_* folder"
             )
-    start_step, samples_seen, skipped_total = 0, 0, 0
-    if ckpt is not None:
-        objective.load_state_dict(load_file(str(ckpt / "objective.safetensors"), device=str(d.device)), strict=True)
-        trainer = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(trainer["optimizer"])
-        start_step, samples_seen = trainer["step"], trainer["samples_seen"]
-        skipped_total = trainer.get("skipped_files", 0)
-        if trainer.get("world_size") == d.world_size:
-            set_rng_state(trainer["rng"][d.rank])
-        else:
-            log.warning("world size changed (%s -> %s): RNG states reseeded", trainer.get("world_size"), d.world_size)
-            torch.manual_seed(tc.seed + d.rank)
-        log.info("resumed from %s at step %d", ckpt, start_step)
-    else:
-        torch.manual_seed(tc.seed + d.rank)
-        np.random.seed(tc.seed + d.rank)
-        random.seed(tc.seed + d.rank)
+    if ckpt is None:
+        return objective, optimizer, ResumeState()
+    objective.load_state_dict(load_file(str(ckpt / "objective.safetensors"), device=str(d.device)), strict=True)
+    trainer = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(trainer["optimizer"])
+    same_world = trainer.get("world_size") == d.world_size
+    if not same_world:
+        log.warning("world size changed (%s -> %s): RNG states are reseeded; the data stream continues at "
+                    "sample %d", trainer.get("world_size"), d.world_size, trainer["samples_seen"])
+    log.info("resuming from %s at step %d, sample %d", ckpt, trainer["step"], trainer["samples_seen"])
+    return objective, optimizer, ResumeState(
+        checkpoint=ckpt, step=trainer["step"], samples_seen=trainer["samples_seen"],
+        skipped_files=trainer.get("skipped_files", 0), rng=trainer["rng"][d.rank] if same_world else None,
+    )
 
-    # -- data: the stream restarts exactly where the checkpoint left it -----------------------------
-    mixture = build_mixture(schema.data, gap, objective.img_size, tc.seed)
-    global_batch = tc.batch_size * d.world_size
-    loader = build_loader(mixture, schema.data, tc.batch_size, start_step * global_batch, d)
-    batches: Iterator[dict[str, Any]] = iter(loader)
 
-    # -- FLOPs per sample (eager, on a copy: no side effects on the trained objective) -------------
-    first = next(batches)
-    flops_per_sample = measure_flops_per_sample(copy.deepcopy(objective), first, d.device, autocast)
-    peak = peak_flops_for(d.device, tc.peak_flops)
+def open_stream(
+    schema: PretrainConfig, gap: GapSchedule, img_size: int, start: int, d: Dist
+) -> tuple[PairMixture, Iterator[dict[str, Any]]]:
+    """The mixture and this rank's batch iterator from global sample ``start`` (where the checkpoint left)."""
+    mixture = build_mixture(schema.data, gap, img_size, schema.train.seed)
+    loader = build_loader(mixture, schema.data, schema.train.batch_size, start, d)
+    return mixture, iter(loader)  # iter() draws the loader's base seed from the global torch RNG
 
-    # -- compile and DDP ------------------------------------------------------------------------
+
+def wrap_model(objective: Objective, tc: TrainConfig, d: Dist) -> nn.Module:
+    """``torch.compile`` and DDP around the objective (the objective itself stays unwrapped for saving)."""
     model: nn.Module = torch.compile(objective) if tc.compile else objective
     if d.world_size > 1:
         model = DDP(
@@ -725,10 +547,29 @@ def run(cfg: DictConfig) -> RunResult:
             find_unused_parameters=tc.ddp_find_unused,
             broadcast_buffers=False,
         )
-    params = [p for p in objective.parameters() if p.requires_grad]
+    return model
 
-    # -- logging ----------------------------------------------------------------------------------
-    run_record = {
+
+def restore_rng(resume: ResumeState, seed: int, d: Dist) -> None:
+    """Put every RNG where the checkpoint left it (or reseed when the world size changed).
+
+    Called after every consumer of the global RNGs that runs before the loop (``iter(loader)``,
+    the FLOP probe's forward through drop-path, compile, W&B), so the first resumed step draws
+    exactly what the uninterrupted run drew. A fresh run keeps the seeds of :func:`init_objective`.
+    """
+    if resume.rng is not None:
+        set_rng_state(resume.rng)
+    elif resume.checkpoint is not None:
+        seed_everything(seed + d.rank)
+
+
+def make_run_record(
+    schema: PretrainConfig, resolved: dict[str, Any], d: Dist, mixture: PairMixture, flops_per_sample: float,
+    peak: float | None, resume: ResumeState,
+) -> dict[str, Any]:
+    """The ``run.json`` record (``results`` is filled at the end)."""
+    tc = schema.train
+    return {
         "format_version": RUN_FORMAT_VERSION,
         "kind": "pretrain",
         "config": resolved,
@@ -736,28 +577,50 @@ def run(cfg: DictConfig) -> RunResult:
         "rank_seeds": [tc.seed + r for r in range(d.world_size)],
         "world_size": d.world_size,
         "device": torch.cuda.get_device_name(d.device) if d.device.type == "cuda" else platform.processor() or "cpu",
-        "versions": versions(),
-        "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))},
+        "provenance": provenance(),
         "data": {"sources": mixture.source_probabilities()},
         "flops_per_sample": flops_per_sample,
         "peak_flops": peak,
-        "resumed_from": str(ckpt) if ckpt else None,
+        "resumed_from": str(resume.checkpoint) if resume.checkpoint else None,
+        "resumed_at_sample": resume.samples_seen if resume.checkpoint else None,
         "results": None,
     }
-    wandb_run = None
-    if d.is_main:
-        write_json_atomic(out_dir / "run.json", run_record)
-        log.info("output %s | %s | flops/sample %.3e | peak %s", out_dir, schema.objective.name, flops_per_sample, peak)
-        if schema.wandb.mode != "disabled":
-            import wandb
 
-            wandb_run = wandb.init(
-                mode=schema.wandb.mode, project=schema.wandb.project, entity=schema.wandb.entity,
-                name=schema.wandb.name or out_dir.name, dir=str(out_dir), config=resolved,
-                id=f"{out_dir.name}-{hashlib.sha1(str(out_dir).encode()).hexdigest()[:8]}", resume="allow",
-            )
 
-    # -- loop ------------------------------------------------------------------------------------
+def start_wandb(schema: PretrainConfig, resolved: dict[str, Any], out_dir: Path) -> Any:
+    """A W&B run (rank 0), resumed into the same id for the same output folder; ``None`` when disabled."""
+    if schema.wandb.mode == "disabled":
+        return None
+    import wandb  # noqa: PLC0415 - optional at import time
+
+    return wandb.init(
+        mode=schema.wandb.mode, project=schema.wandb.project, entity=schema.wandb.entity,
+        name=schema.wandb.name or out_dir.name, dir=str(out_dir), config=resolved,
+        id=f"{out_dir.name}-{hashlib.sha1(str(out_dir).encode()).hexdigest()[:8]}", resume="allow",
+    )
+
+
+@dataclass
+class LoopOutcome:
+    """What the loop measured: last logged metrics, samples/s per log window, counters."""
+
+    stop_step: int
+    samples_seen: int
+    skipped_files: int
+    last: dict[str, float]
+    samples_per_s: list[float]
+
+
+def train_loop(
+    *, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, batches: Iterator[dict[str, Any]],
+    first: dict[str, Any], schema: PretrainConfig, resolved: dict[str, Any], out_dir: Path, d: Dist,
+    autocast: Callable[[], Any], resume: ResumeState, flops_per_sample: float, peak: float | None, wandb_run: Any,
+) -> LoopOutcome:
+    """Steps ``resume.step .. stop``: lr, step, log every ``log_every``, checkpoint every ``ckpt_every``."""
+    tc, oc = schema.train, schema.optim
+    global_batch = tc.batch_size * d.world_size
+    params = [p for p in objective.parameters() if p.requires_grad]
+    start_step, samples_seen, skipped_total = resume.step, resume.samples_seen, resume.skipped_files
     stop_step = tc.total_steps
     if tc.max_steps_this_run is not None:
         stop_step = min(stop_step, start_step + tc.max_steps_this_run)
@@ -769,7 +632,7 @@ def run(cfg: DictConfig) -> RunResult:
     generator = torch.Generator(device=d.device)
     batch = first
     for step in range(start_step, stop_step):
-        lr = lr_at(step, oc, tc.total_steps)
+        lr = lr_at(step, lr=oc.lr, min_lr=oc.min_lr, warmup_steps=oc.warmup_steps, total_steps=tc.total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         if step > start_step:
@@ -815,24 +678,30 @@ def run(cfg: DictConfig) -> RunResult:
             if d.world_size > 1:
                 dist.barrier()
     bar.close()
+    return LoopOutcome(stop_step, samples_seen, skipped_total, last, samples_per_s_hist)
 
-    # -- final export and run record ---------------------------------------------------------------
-    finished = stop_step == tc.total_steps
+
+def finish_run(
+    outcome: LoopOutcome, *, objective: Objective, schema: PretrainConfig, run_record: dict[str, Any], out_dir: Path,
+    d: Dist, flops_per_sample: float, peak: float | None, wandb_run: Any, t_start: float,
+) -> dict[str, Any]:
+    """Export the encoder when the run is done, rewrite ``run.json`` with the results, close W&B and DDP."""
+    finished = outcome.stop_step == schema.train.total_steps
+    sps = float(np.median(outcome.samples_per_s)) if outcome.samples_per_s else None
     results = {
-        "steps_done": stop_step,
+        "steps_done": outcome.stop_step,
         "finished": finished,
-        "samples_seen": samples_seen,
-        "final_metrics": last,
-        "samples_per_s": float(np.median(samples_per_s_hist)) if samples_per_s_hist else None,
-        "mfu": (flops_per_sample * float(np.median(samples_per_s_hist)) / d.world_size / peak)
-        if (peak and samples_per_s_hist) else None,
-        "skipped_files": skipped_total,
+        "samples_seen": outcome.samples_seen,
+        "final_metrics": outcome.last,
+        "samples_per_s": sps,
+        "mfu": (flops_per_sample * sps / d.world_size / peak) if (peak and sps) else None,
+        "skipped_files": outcome.skipped_files,
         "wall_time_s": time.time() - t_start,
         "encoder_dir": str(out_dir / "encoder") if finished else None,
     }
     if d.is_main:
         if finished:
-            objective.export_encoder(out_dir / "encoder", extra={"step": stop_step})
+            objective.export_encoder(out_dir / "encoder", extra={"step": outcome.stop_step})
         write_json_atomic(out_dir / "run.json", run_record | {"results": results})
         if wandb_run is not None:
             wandb_run.summary.update({k: v for k, v in results.items() if isinstance(v, (int, float))})
@@ -840,6 +709,56 @@ def run(cfg: DictConfig) -> RunResult:
     if d.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What ``run`` returns: the results written to ``run.json`` and the trained objective."""
+
+    results: dict[str, Any]
+    objective: Objective
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train according to ``cfg`` (a ``PretrainConfig`` node)."""
+    t_start = time.time()
+    # -- defaults: validated config, output folder, config.yaml ----------------------------------
+    d = setup_distributed()
+    schema, resolved, out_dir = prepare_output(cfg, d)
+    tc = schema.train
+    # -- DDP and precision ---------------------------------------------------------------------
+    autocast = setup_precision(tc.precision, d.device)
+    # -- init (scratch | resume) and optimiser ----------------------------------------------------
+    gap = GapSchedule(**dataclasses.asdict(schema.gap))
+    objective, optimizer, resume = init_objective(schema, gap, out_dir, d)
+    # -- data: the stream restarts at the checkpoint's sample count (any world size) --------------
+    mixture, batches = open_stream(schema, gap, objective.img_size, resume.samples_seen, d)
+    first = next(batches)
+    # -- FLOPs per sample (eager, on a copy: no side effects on the trained objective), compile, DDP -
+    flops_per_sample = measure_flops_per_sample(copy.deepcopy(objective), first, d.device, autocast)
+    peak = peak_flops_for(d.device, tc.peak_flops)
+    model = wrap_model(objective, tc, d)
+    # -- run record and logging -------------------------------------------------------------------
+    run_record = make_run_record(schema, resolved, d, mixture, flops_per_sample, peak, resume)
+    wandb_run = None
+    if d.is_main:
+        write_json_atomic(out_dir / "run.json", run_record)
+        log.info("output %s | %s | flops/sample %.3e | peak %s", out_dir, schema.objective.name, flops_per_sample, peak)
+        wandb_run = start_wandb(schema, resolved, out_dir)
+    # -- RNGs last: everything above may draw from them --------------------------------------------
+    restore_rng(resume, tc.seed, d)
+    # -- loop, then the encoder export and the final record -----------------------------------------
+    outcome = train_loop(
+        model=model, objective=objective, optimizer=optimizer, batches=batches, first=first, schema=schema,
+        resolved=resolved, out_dir=out_dir, d=d, autocast=autocast, resume=resume,
+        flops_per_sample=flops_per_sample, peak=peak, wandb_run=wandb_run,
+    )
+    results = finish_run(outcome, objective=objective, schema=schema, run_record=run_record, out_dir=out_dir, d=d,
+                         flops_per_sample=flops_per_sample, peak=peak, wandb_run=wandb_run, t_start=t_start)
     return RunResult(results, objective)
 
 

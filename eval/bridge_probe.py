@@ -23,7 +23,8 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from avbr.eval.probing.action_probe import ActionProbeConfig, action_report, run_action_probe  # noqa: E402
-from avbr.eval.records import git_state, write_record  # noqa: E402
+from avbr.eval.records import write_record  # noqa: E402
+from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 
 log = logging.getLogger("bridge_probe")
 ConfigStore.instance().store(name="action_probe_schema", node=ActionProbeConfig)
@@ -33,7 +34,7 @@ ConfigStore.instance().store(name="action_probe_schema", node=ActionProbeConfig)
 def main(cfg: DictConfig) -> None:
     typed: ActionProbeConfig = OmegaConf.to_object(cfg)
     out_dir = typed.output_dir or HydraConfig.get().runtime.output_dir
-    log.info("git %s; config:\n%s", git_state(), OmegaConf.to_yaml(cfg))
+    log.info("code %s; config:\n%s", describe_commit(code_provenance()), OmegaConf.to_yaml(cfg))
     results = run_action_probe(typed)
     title = os.path.basename(typed.features) if typed.features else f"{typed.encoder.name} on {typed.data.source}"
     path = write_record(out_dir, "bridge_probe", OmegaConf.to_container(cfg, resolve=True), results,

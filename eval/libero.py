@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 import avbr.adapters  # noqa: E402,F401 - stores the encoder group's schema (encoder/schema)
 from avbr.envs.config import register_suite_schema  # noqa: E402
 from avbr.eval.rollouts.evaluate import EvalConfig, evaluate  # noqa: E402
-from avbr.eval.records import git_state  # noqa: E402
+from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 
 register_suite_schema()
 ConfigStore.instance().store(name="libero_schema", node=EvalConfig)
@@ -34,7 +34,7 @@ ConfigStore.instance().store(name="libero_schema", node=EvalConfig)
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="libero")
 def main(cfg: DictConfig) -> None:
     """Log the config and git state, then run (or resume) the evaluation in Hydra's run dir."""
-    print(f"[eval] git {git_state()}\n{OmegaConf.to_yaml(cfg, resolve=True)}", flush=True)
+    print(f"[eval] code {describe_commit(code_provenance())}\n{OmegaConf.to_yaml(cfg, resolve=True)}", flush=True)
     evaluate(cfg, HydraConfig.get().runtime.output_dir)
 
 

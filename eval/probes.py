@@ -22,7 +22,8 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from avbr.eval.records import git_state, write_record  # noqa: E402
+from avbr.eval.records import write_record  # noqa: E402
+from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 from avbr.eval.probing.rep_report import ProbesConfig, probes_report, run_probes  # noqa: E402
 
 log = logging.getLogger("probes")
@@ -33,7 +34,7 @@ ConfigStore.instance().store(name="probes_schema", node=ProbesConfig)
 def main(cfg: DictConfig) -> None:
     typed: ProbesConfig = OmegaConf.to_object(cfg)
     out_dir = typed.output_dir or HydraConfig.get().runtime.output_dir
-    log.info("git %s; config:\n%s", git_state(), OmegaConf.to_yaml(cfg))
+    log.info("code %s; config:\n%s", describe_commit(code_provenance()), OmegaConf.to_yaml(cfg))
     results = run_probes(typed, out_dir)
     path = write_record(out_dir, "probes", OmegaConf.to_container(cfg, resolve=True), results,
                         probes_report(results, typed), OmegaConf.to_yaml(cfg, resolve=True))

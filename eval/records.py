@@ -3,51 +3,28 @@
 Every probe app writes ``<out>/config.yaml`` (resolved config), ``<out>/results.json`` and
 ``<out>/report.md``. ``results.json`` is::
 
-    {"schema": "avbr.<app>", "schema_version": 1, "created": ISO-8601 UTC,
-     "git": {"commit": sha | null, "dirty": bool | null}, "versions": {python, torch, numpy, avbr, ...},
+    {"schema": "avbr.<app>", "schema_version": 2,
+     "provenance": {...avbr.provenance.provenance(): git commit (null outside git), package, versions, host, UTC time...},
      "config": {...resolved config...}, "results": {...app specific...}}
+
+Version 1 had ``"created"``, ``"git"`` and ``"versions"`` at the top level; they now live in
+``"provenance"`` (``created_utc``, ``git``, ``versions``).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "git_state", "versions", "make_record", "write_record", "to_jsonable"]
+from avbr.provenance import provenance
 
-SCHEMA_VERSION = 1
-_REPO = Path(__file__).resolve().parents[1]
+__all__ = ["SCHEMA_VERSION", "make_record", "write_record", "to_jsonable"]
 
-
-def git_state(repo: Path = _REPO) -> dict[str, Any]:
-    """``{"commit": sha, "dirty": bool}`` of the source tree, ``None`` values outside a git checkout."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-        return {"commit": sha, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
-def versions() -> dict[str, str]:
-    """Versions of the interpreter and the packages that change numbers."""
-    import importlib.metadata as md  # noqa: PLC0415
-
-    out = {"python": platform.python_version()}
-    for pkg in ("avbr", "torch", "numpy", "timm", "transformers", "scikit-learn", "mujoco", "robosuite"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
+SCHEMA_VERSION = 2
 
 
 def to_jsonable(x: Any) -> Any:
@@ -70,9 +47,7 @@ def make_record(app: str, config: dict[str, Any], results: dict[str, Any]) -> di
     return {
         "schema": f"avbr.{app}",
         "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": git_state(),
-        "versions": versions(),
+        "provenance": provenance(),
         "config": to_jsonable(config),
         "results": to_jsonable(results),
     }

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,9 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
+
+from avbr.provenance import code_provenance, describe_commit, provenance
+from avbr.schedule import lr_at
 
 from .data import LiberoDemoDataset, collate, write_synthetic_demos
 from .factory import VLAS, LoraSettings, apply_lora, build_policy, load_released, make_config, save_finetuned
@@ -123,14 +124,6 @@ class FinetuneSettings:
             raise ValueError("steps and batch_size must be >= 1")
 
 
-def lr_at(step: int, s: FinetuneSettings) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, cosine decay to 0.1 * lr."""
-    if step < s.warmup_steps:
-        return s.lr * (step + 1) / s.warmup_steps
-    progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
-    return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     """The demo files to read and whether they are synthetic."""
     if s.synthetic:
@@ -153,17 +146,6 @@ def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     if not files:
         raise FileNotFoundError(f"no .hdf5 files under {s.paths}")
     return files, False
-
-
-def git_state() -> dict[str, Any]:
-    """Commit SHA and dirty flag of the source tree (``None`` outside a git checkout)."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip())
-        return {"sha": sha, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"sha": None, "dirty": None}
 
 
 def run(s: FinetuneSettings) -> dict[str, Any]:
@@ -207,8 +189,9 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
+        lr = lr_at(step, lr=s.lr, min_lr=0.1 * s.lr, warmup_steps=s.warmup_steps, total_steps=s.steps)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, s)
+            group["lr"] = lr
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -228,7 +211,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         step_times.append(dt)
         if step % s.log_every == 0 or step == s.steps - 1:
             log.info("%sstep %d/%d loss %.4f lr %.2e %.1f samples/s", tag, step + 1, s.steps, losses[-1],
-                     lr_at(step, s), len(batch["instruction"]) / dt)
+                     lr, len(batch["instruction"]) / dt)
     wall = time.perf_counter() - wall0
     timed = step_times[s.throughput_skip:] or step_times
     k = max(1, len(losses) // 10)
@@ -249,7 +232,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
         "params_total": n_all,
         "init_checkpoint": s.init_checkpoint,
         "init_kept_keys": len(kept_init) if kept_init is not None else None,
-        "git": git_state(),
+        "provenance": provenance(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if s.save:
@@ -270,7 +253,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(settings.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-    log.info("config:\n%s\ngit: %s", OmegaConf.to_yaml(cfg, resolve=True), git_state())
+    log.info("config:\n%s\ncode: %s", OmegaConf.to_yaml(cfg, resolve=True), describe_commit(code_provenance()))
     run(settings)
 
 

@@ -11,11 +11,10 @@ import argparse
 import importlib
 import json
 import os
-import platform
-import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
+
+from avbr.provenance import provenance
 
 Subcommand = Callable[[argparse.Namespace], dict[str, Any]]
 _SUBCOMMANDS: dict[str, tuple[Subcommand, Callable[[argparse.ArgumentParser], None]]] = {}
@@ -38,16 +37,9 @@ def subcommand(name: str, add_args: Callable[[argparse.ArgumentParser], None]
 
 
 def machine() -> dict[str, Any]:
-    """The host a benchmark ran on: cores, load, platform, Python, commit and UTC date."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__),
-                             capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        sha = ""
-    return {"cpu_count": os.cpu_count(), "load_average_1_5_15": os.getloadavg(),
-            "platform": platform.platform(),
-            "python": platform.python_version(), "git_sha": sha,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    """The host a benchmark ran on: cores and load, plus :func:`avbr.provenance.provenance`
+    (commit or package version, versions, host, platform, UTC time)."""
+    return {"cpu_count": os.cpu_count(), "load_average_1_5_15": os.getloadavg(), "provenance": provenance()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

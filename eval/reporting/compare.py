@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from avbr.eval.rollouts.results import format_rate, load_results
+from avbr.provenance import describe_commit
 
 @dataclass
 class ReportConfig:
@@ -145,7 +146,7 @@ def build_report(cfg: ReportConfig) -> dict[str, Path]:
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", f"![success per encoder and suite]({rel(chart)})", "", "## Runs", ""]
     for run, res in zip(runs, results):
-        md.append(f"- **{run_label(res)} / {res['suite']}** (`{rel(run)}`, git {str(res['git'].get('commit'))[:10]}): "
+        md.append(f"- **{run_label(res)} / {res['suite']}** (`{rel(run)}`, code {describe_commit(res['provenance'])}): "
                   f"{format_rate(res['suite_success'])}")
         md += [f"  - [{name}]({rel(run / 'videos' / name)})" for name in _videos(res)]
     md += ["", "## Config keys that differ between runs", ""]

@@ -31,7 +31,7 @@ from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episod
 from avbr.envs.config import suite_config_from
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
-from avbr.eval.records import git_state, versions
+from avbr.provenance import code_provenance
 from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
 from avbr.eval.rollouts.rollout import EncoderPolicy
@@ -283,7 +283,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     episodes = [e for e in log.results() if e.key in planned]
     results = build_results(episodes, suite=suite.name, encoder=encoder_name, policy=policy_cfg.name,
                             tasks={t.task_id: t.language for t in tasks}, seeds=config["seeds"],
-                            config=config, versions=versions(), git=git_state(), selection=selection)
+                            config=config, provenance=code_provenance(), selection=selection)
     validate_results(results)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     write_csv(results, out / "results.csv")

@@ -14,24 +14,26 @@ Each demo step ``t`` becomes one training sample: the frozen features of the pai
 the 8-D proprio ``[ee_states (6), gripper_states (2)]`` (the layout of
 :func:`avbr.envs.observations.proprio_state`) and the action.
 
-Encoding is the heavy part, so features are cached on disk (``.npz`` per demo file). The cache
-key covers the encoder weights (sha256 of the state dict), its input contract, the encoder
-config, the readout, cameras, gap ``k``, the demo file's bytes and how many of its demos are
-used: a changed input never reuses stale features.
+Encoding is the heavy part, so each demo file's arrays are kept in the project's feature cache
+(:class:`avbr.adapters.cache.FeatureCache`, one entry per file). The key
+(:func:`avbr.adapters.cache.cache_key`) covers the encoder weights (sha256 of the state dict), its
+input contract and adapter settings, the encoder config, the readout, cameras, gap ``k``, the demo
+file's bytes and how many of its demos are used: a changed input never reuses stale features.
 
 Letters: ``T`` demo steps, ``D`` feature width.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from avbr.adapters.cache import FeatureCache, cache_key, file_digest
 
 from avbr.envs.config import TaskInfo
 from avbr.envs.demos import CAMERAS, DemoFile, DemoFileError, DemoReadOptions, check_task
@@ -54,7 +56,8 @@ class DemoConfig:
         dir: folder holding ``<suite>/<task>_demo.hdf5`` (official LIBERO datasets or
             ``make_demos`` output with ``out=<dir>``).
         max_per_task: use at most this many demos per task (``None`` = all), in file order.
-        cache_dir: feature cache folder (``None`` disables the cache).
+        cache_dir: feature cache folder (``None`` disables the cache); the same folder as the
+            feature tool's (``avbr.adapters.features``) by default.
         drop_noops: drop OpenVLA's no-op steps (:mod:`avbr.envs.demos`), as OpenVLA and openpi
             train.
         alignment: ``auto`` (recorded in / detected from the file) or an
@@ -63,7 +66,7 @@ class DemoConfig:
 
     dir: str = "data/demos"
     max_per_task: int | None = None
-    cache_dir: str | None = "~/.cache/avbr/eval_features"
+    cache_dir: str | None = "~/.cache/avbr/features"
     drop_noops: bool = True
     alignment: str = "auto"
 
@@ -139,14 +142,6 @@ def find_demo_files(cfg: DemoConfig, suite: str, tasks: Sequence[TaskInfo]) -> d
     return found
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pair_indices(length: int, gap: int) -> np.ndarray:
     """Index of the previous frame for each step: ``max(t - gap, 0)``, ``int [T]``."""
     return np.maximum(np.arange(length) - gap, 0)
@@ -190,13 +185,6 @@ def encode_frames(encoder: Any, spec: FeatureSpec, prev: dict[str, np.ndarray], 
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def _cache_key(encoder: Any, encoder_cfg: dict[str, Any], spec: FeatureSpec, file_digest: str) -> str:
-    blob = json.dumps({"weights": encoder.weights_hash(), "contract": encoder.contract.describe(),
-                       "encoder": encoder_cfg, "features": asdict(spec), "file": file_digest,
-                       "version": 1}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
 def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int], encoder: Any,
                encoder_cfg: dict[str, Any], spec: FeatureSpec, camera_size: int,
                batch_size: int = 64, *, flip_images: bool) -> tuple[list[DemoArrays], dict[str, Any]]:
@@ -218,7 +206,7 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
         ``(demos, info)``: one :class:`DemoArrays` per demo; ``info`` counts demos, steps and
         cache hits per task.
     """
-    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    cache = FeatureCache(cfg.cache_dir) if cfg.cache_dir else None
     options = cfg.read_options(flip_images)
     demos: list[DemoArrays] = []
     info: dict[str, Any] = {"tasks": {}, "cache_hits": 0, "encoded_files": 0}
@@ -226,21 +214,18 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
         path = files[task_id]
         with DemoFile(path) as f:
             keys = list(f.info.demos)[: cfg.max_per_task]
-        reading = json.dumps(options.describe(), sort_keys=True)
-        key = _cache_key(encoder, encoder_cfg, spec, f"{_file_digest(path)}:{len(keys)}:{reading}")
-        cached = cache / f"{path.stem}-{key}.npz" if cache else None
-        if cached is not None and cached.exists():
-            with np.load(cached) as z:
-                arrays = {k: z[k] for k in z.files}
+        key = cache_key(encoder, f"{file_digest(path)}:{len(keys)}", spec.readout, cameras=list(spec.cameras),
+                        gap=spec.gap, encoder_cfg=encoder_cfg, reading=options.describe(), arrays="policy_demos")
+        hit = cache.load(key) if cache is not None else None
+        if hit is not None:
+            arrays = {k: v.numpy() for k, v in hit[0].items()}
             info["cache_hits"] += 1
         else:
             arrays = _encode_file(path, keys, options, encoder, spec, camera_size, batch_size)
             info["encoded_files"] += 1
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp.npz")
-                np.savez(tmp, **arrays)
-                tmp.replace(cached)
+            if cache is not None:
+                cache.save(key, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+                           {"file": str(path), "demos": len(keys), "key": key})
         ends = np.cumsum(arrays["lengths"])
         for i in range(len(keys)):
             lo, hi = (ends[i - 1] if i else 0), ends[i]

@@ -6,9 +6,10 @@ Files in a run's output folder:
   the episode ends. A restarted evaluation reads it back and skips the episodes it holds, so a
   killed run resumes where it stopped. Keys: :data:`EPISODE_KEYS`.
 * ``results.json`` -- schema :data:`SCHEMA_VERSION`, written by :func:`build_results` from the
-  episode log only (no clocks, no host names), so a resumed run ends with the same file as an
-  uninterrupted one. :func:`validate_results` checks every field.
-* ``results.csv`` -- one row per task plus one ``ALL`` row (:func:`write_csv`).
+  episode log and :func:`avbr.provenance.code_provenance` only (no clocks, no host names), so a
+  resumed run ends with the same file as an uninterrupted one. :func:`validate_results` checks
+  every field; :func:`load_results` also reads version 1 files (see :func:`upgrade_results`).
+* ``results.csv`` -- one row per task plus one ``ALL`` row (:func:`write_csv`), each naming the code.
 * ``summary.md`` -- the same table in markdown (:func:`summary_markdown`).
 
 Success rates are reported with Wilson score 95% intervals (Wilson 1927; the interval LeRobot
@@ -27,8 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from avbr.provenance import describe_commit
+
 #: Version of the ``results.json`` layout; bump it when a field changes meaning or moves.
-SCHEMA_VERSION = 1
+#: 2: top-level ``git`` and ``versions`` moved into ``provenance`` (with ``package``); ``git.commit``
+#: may be null (code run from an installed package).
+SCHEMA_VERSION = 2
 #: z for a two-sided 95% interval.
 Z_95 = 1.959963984540054
 #: Keys of one line of ``episodes.jsonl`` (and of ``results.json["episodes"][i]``).
@@ -153,8 +158,7 @@ def _rate(successes: int, n: int) -> dict[str, Any]:
 
 def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str, policy: str,
                   tasks: Mapping[int, str], seeds: Sequence[int], config: Mapping[str, Any],
-                  versions: Mapping[str, str], git: Mapping[str, Any],
-                  selection: Mapping[str, Any]) -> dict[str, Any]:
+                  provenance: Mapping[str, Any], selection: Mapping[str, Any]) -> dict[str, Any]:
     """Assemble ``results.json`` (schema :data:`SCHEMA_VERSION`) from the episode log.
 
     Args:
@@ -163,8 +167,8 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
         tasks: ``task_id -> language instruction`` of the evaluated tasks.
         seeds: evaluation seeds.
         config: the resolved Hydra config.
-        versions: package versions (:func:`avbr.eval.provenance.versions`).
-        git: ``{"commit": sha, "dirty": bool}``.
+        provenance: :func:`avbr.provenance.code_provenance` (``git``, ``package``, ``versions``;
+            no clock or host, so a resumed run writes the same file).
         selection: how the policy head was chosen, per seed (epoch, val loss); never rollouts.
     """
     by_task: dict[int, list[EpisodeResult]] = {t: [] for t in tasks}
@@ -189,7 +193,7 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
         "per_task": per_task,
         "episodes": [asdict(e) for e in sorted(episodes, key=lambda e: e.key)],
         "selection": dict(selection),
-        "config": dict(config), "versions": dict(versions), "git": dict(git),
+        "config": dict(config), "provenance": dict(provenance),
     }
 
 
@@ -199,7 +203,7 @@ class ResultsSchemaError(ValueError):
 
 _TOP = {"schema_version": int, "suite": str, "encoder": str, "policy": str, "seeds": list,
         "suite_success": dict, "per_task": list, "episodes": list, "selection": dict,
-        "config": dict, "versions": dict, "git": dict}
+        "config": dict, "provenance": dict}
 _RATE = {"successes": int, "episodes": int, "success_rate": float, "ci95_low": float,
          "ci95_high": float}
 _EPISODE = {"seed": int, "task_id": int, "episode": int, "init_index": int, "success": bool,
@@ -240,10 +244,11 @@ def validate_results(results: Mapping[str, Any]) -> None:
     Raises:
         ResultsSchemaError: naming the first bad field.
     """
-    _check_fields(results, _TOP, "results")
+    _check_fields(results, {"schema_version": int}, "results")
     if results["schema_version"] != SCHEMA_VERSION:
-        raise ResultsSchemaError(f"results.schema_version is {results['schema_version']}; this code reads "
-                                 f"version {SCHEMA_VERSION}")
+        raise ResultsSchemaError(f"results.schema_version is {results['schema_version']}; this code validates "
+                                 f"version {SCHEMA_VERSION} (read files with load_results, which upgrades older ones)")
+    _check_fields(results, _TOP, "results")
     for i, ep in enumerate(results["episodes"]):
         _check_fields(ep, _EPISODE, f"episodes[{i}]")
     _check_rate(results["suite_success"], "suite_success")
@@ -265,19 +270,37 @@ def validate_results(results: Mapping[str, Any]) -> None:
     if (total["successes"], total["episodes"]) != (sum(s for s, _ in counted.values()),
                                                     sum(n for _, n in counted.values())):
         raise ResultsSchemaError("suite_success counts are not the sum of the per-task counts")
-    if "commit" not in results["git"]:
-        raise ResultsSchemaError("results.git: missing field 'commit'")
+    _check_fields(results["provenance"], {"git": dict, "versions": dict}, "results.provenance")
+    if "commit" not in results["provenance"]["git"]:
+        raise ResultsSchemaError("results.provenance.git: missing field 'commit'")
+    commit = results["provenance"]["git"]["commit"]
+    if commit is not None and not isinstance(commit, str):
+        raise ResultsSchemaError(f"results.provenance.git.commit: expected str or null, got {type(commit).__name__}")
+
+
+def upgrade_results(results: dict[str, Any]) -> dict[str, Any]:
+    """Lift an older ``results.json`` dict to :data:`SCHEMA_VERSION` (in memory; the file is untouched).
+
+    Version 1 kept ``git`` and ``versions`` at the top level and had no ``package`` record; they
+    become ``provenance = {"git", "versions", "package": None}``. Newer dicts pass through.
+    """
+    if results.get("schema_version") == 1:
+        results = dict(results)
+        results["provenance"] = {"git": results.pop("git", {}), "versions": results.pop("versions", {}),
+                                 "package": None}
+        results["schema_version"] = SCHEMA_VERSION
+    return results
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a ``results.json`` (a run folder is accepted too)."""
+    """Read and validate a ``results.json`` (a run folder is accepted too); older versions are upgraded."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass the output folder of an `eval/libero.py` run")
     with open(path) as f:
-        results = json.load(f)
+        results = upgrade_results(json.load(f))
     try:
         validate_results(results)
     except ResultsSchemaError as exc:
@@ -301,7 +324,7 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     lines = [f"# {results['suite']} / {results['encoder']} / {results['policy']}", "",
              f"Suite success: **{format_rate(total)}** over {total['episodes']} episodes, "
              f"{total['tasks']} task(s), seeds {results['seeds']} (Wilson 95% interval). "
-             f"Git {results['git'].get('commit', '?')[:10]}{' (dirty)' if results['git'].get('dirty') else ''}.",
+             f"Code {describe_commit(results['provenance'])}.",
              "", "Policy head chosen on held-out demo validation loss (never on rollouts): "
              + ", ".join(f"seed {s}: epoch {v['epoch']}, {v['criterion']} "
                          f"{'n/a' if v['val_loss'] is None else format(v['val_loss'], '.4f')}"
@@ -318,9 +341,14 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
 
 
 def write_csv(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """One row per task plus an ``ALL`` row: suite, encoder, policy, task, counts, rate, interval."""
+    """One row per task plus an ``ALL`` row: suite, encoder, policy, task, counts, rate, interval, code.
+
+    ``code`` is :func:`avbr.provenance.describe_commit` of the run (the commit, or the package
+    version and file hash outside git), so rows of several runs stay attributable once concatenated.
+    """
     cols = ("suite", "encoder", "policy", "task_id", "language", "successes", "episodes",
-            "success_rate", "ci95_low", "ci95_high")
+            "success_rate", "ci95_low", "ci95_high", "code")
+    code = describe_commit(results["provenance"])
     rows: Iterable[Mapping[str, Any]] = [*results["per_task"],
                                          {**results["suite_success"], "task_id": "ALL", "language": ""}]
     with open(path, "w", newline="") as f:
@@ -328,4 +356,4 @@ def write_csv(results: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
         writer.writerow(cols)
         for row in rows:
             writer.writerow([results["suite"], results["encoder"], results["policy"],
-                             *(row[c] for c in cols[3:])])
+                             *(row[c] for c in cols[3:-1]), code])

@@ -121,8 +121,9 @@ def test_cli_recovers_a_planted_linear_relation(tmp_path):
     _run_cli(f"features={path}", f"output_dir={out}", "inputs=[pair]", "probes=[ridge,mlp]", "split.seeds=[0,1]",
              "probe.mlp_epochs=60", "probe.mlp_weight_decays=[0.0001]")
     record = json.loads((out / "results.json").read_text())
-    assert record["schema"] == "avbr.bridge_probe" and record["schema_version"] == 1
-    assert record["config"]["features"] == str(path) and "commit" in record["git"]
+    assert record["schema"] == "avbr.bridge_probe" and record["schema_version"] == 2
+    assert record["config"]["features"] == str(path) and "commit" in record["provenance"]["git"]
+    assert record["provenance"]["package"]["version"] and record["provenance"]["created_utc"]
     probes = record["results"]["inputs"]["pair"]["probes"]
     ridge = probes["ridge"]["summary"]
     assert ridge["r2_mean"]["mean"] > 0.99 and min(d["mean"] for d in ridge["r2_per_dim"]) > 0.99

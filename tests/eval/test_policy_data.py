@@ -17,15 +17,17 @@ class TopRowEncoder:
     """cls = [mean of prev's top row, mean of curr's top row] (red channel); counts encoded frames."""
 
     contract = type("C", (), {"describe": staticmethod(lambda: {"fake": 1})})()
+    name, frames, autocast_bf16 = "top_row", "both", False  # the adapter settings the cache key reads
 
     def __init__(self):
-        self.frames = 0
+        self.encoded = 0
+        self.weights = "fake"
 
     def weights_hash(self):
-        return "fake"
+        return self.weights
 
     def encode(self, prev, curr):
-        self.frames += len(curr)
+        self.encoded += len(curr)
         cls = torch.tensor(np.stack([prev[:, 0, :, 0].mean(1), curr[:, 0, :, 0].mean(1)], 1), dtype=torch.float32)
         return Features(cls=cls, patches=cls[:, None], grid=(1, 1))
 
@@ -71,13 +73,28 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     np.testing.assert_array_equal(d.features[:, 0], 10 * np.maximum(np.arange(7) - 2, 0))
     np.testing.assert_array_equal(d.state[0], [1, 1, 1, 1, 1, 1, 2, 2])
     assert d.task_index == 0 and d.actions.shape == (7, 7)
-    frames = enc.frames
+    encoded = enc.encoded
     again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
-    assert info["cache_hits"] == 1 and enc.frames == frames
+    assert info["cache_hits"] == 1 and enc.encoded == encoded
     np.testing.assert_array_equal(again[1].features, d.features)
-    # A different gap (or file content, or weights) is a different cache entry.
-    load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, FeatureSpec(readout="cls", gap=1), camera_size=8, flip_images=True)
-    assert enc.frames > frames
+    np.testing.assert_array_equal(again[1].state, d.state)
+    np.testing.assert_array_equal(again[1].actions, d.actions)
+    # The one project cache: an entry folder per key (adapters.cache.FeatureCache), no other files.
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [json.loads(p.read_text())["key"]
+                                                               for p in (tmp_path / "cache").glob("*/meta.json")]
+    # A different gap, readout, demo count, image convention, file content or weights is a
+    # different cache entry.
+    for change in ("gap", "readout", "demos", "flip", "file", "weights"):
+        before = enc.encoded
+        other_spec = FeatureSpec(readout="cls" if change != "readout" else "mean", gap=1 if change == "gap" else 2)
+        other_cfg = DemoConfig(dir=cfg.dir, cache_dir=cfg.cache_dir, max_per_task=1 if change == "demos" else 2)
+        if change == "file":
+            _write(path, "lift", steps=(5, 8))
+        if change == "weights":
+            enc.weights = "changed"
+        _, info = load_demos(other_cfg, {3: path}, [3], enc, {"name": "fake"}, other_spec, camera_size=8,
+                             flip_images=change != "flip")
+        assert info["encoded_files"] == 1 and enc.encoded > before, change
     with pytest.raises(ValueError, match="camera_size=8"):
         load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16, flip_images=True)
 

@@ -18,7 +18,7 @@ def _run(folder: Path, suite: str, encoder: str, successes: int, n: int, gap: in
     res = build_results(eps, suite=suite, encoder=encoder, policy="bc_mlp", tasks={0: "lift"}, seeds=[0],
                         config={"encoder": {"name": encoder, "source": None}, "gap": gap, "suite": {"name": suite},
                                 "out_dir": str(folder)},
-                        versions={}, git={"commit": "abc"},
+                        provenance={"git": {"commit": "abc", "dirty": False}, "versions": {}},
                         selection={"0": {"epoch": 1, "val_loss": 0.2, "criterion": "min held-out demo L1"}})
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps(res))

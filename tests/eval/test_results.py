@@ -1,12 +1,17 @@
 """Wilson intervals, the resumable episode log and results.json schema validation."""
 
 import copy
+import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from avbr.eval.rollouts.results import (SCHEMA_VERSION, EpisodeLog, EpisodeResult, ResultsSchemaError, build_results,
                                load_results, summary_markdown, validate_results, wilson_interval, write_csv)
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = {"name": "avbr", "version": "0.1.0", "files_sha256": "9f8e7d6c" + "0" * 56}
 
 
 def test_wilson_known_values():
@@ -25,10 +30,11 @@ def _episodes():
             for s in (0, 1) for t in (0, 1) for j in range(3)]
 
 
-def _results(episodes=None):
+def _results(episodes=None, commit="abc"):
     return build_results(episodes or _episodes(), suite="robosuite_lift", encoder="tiny", policy="bc_mlp",
-                         tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={"gap": 1}, versions={"torch": "x"},
-                         git={"commit": "abc", "dirty": False},
+                         tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={"gap": 1},
+                         provenance={"git": {"commit": commit, "dirty": False if commit else None},
+                                     "package": PACKAGE, "versions": {"torch": "x"}},
                          selection={"0": {"epoch": 3, "val_loss": 0.1, "criterion": "min held-out demo L1"}})
 
 
@@ -46,7 +52,9 @@ def test_build_and_validate_results(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("git"), "missing field 'git'"),
+    (lambda r: r.pop("provenance"), "missing field 'provenance'"),
+    (lambda r: r["provenance"]["git"].pop("commit"), "missing field 'commit'"),
+    (lambda r: r["provenance"]["git"].update(commit=7), "commit: expected str or null"),
     (lambda r: r["suite_success"].update(successes=7), "success_rate"),
     (lambda r: r["per_task"][0].update(ci95_low=0.0), "Wilson"),
     (lambda r: r["episodes"][0].update(success=not r["episodes"][0]["success"]), "counts"),
@@ -58,6 +66,39 @@ def test_validation_rejects_bad_results(mutate, message):
     mutate(res)
     with pytest.raises(ResultsSchemaError, match=message):
         validate_results(res)
+
+
+def test_writers_accept_a_missing_commit(tmp_path):
+    """Run from an installed wheel there is no git commit: every writer names the package instead."""
+    res = _results(commit=None)
+    validate_results(res)
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    assert load_results(tmp_path)["provenance"]["git"]["commit"] is None
+    assert "Code no git commit (avbr 0.1.0, files 9f8e7d6c)." in summary_markdown(res)
+    write_csv(res, tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as f:
+        header, *rows = csv.reader(f)
+    assert header[-1] == "code" and len(rows) == 3
+    assert all(r[-1] == "no git commit (avbr 0.1.0, files 9f8e7d6c)" for r in rows)
+    assert "Code abc." in summary_markdown(_results())
+
+
+def test_version_1_files_are_read(tmp_path):
+    """Version 1 kept ``git`` and ``versions`` at the top level; load_results lifts them into ``provenance``."""
+    res = _results()
+    old = {k: v for k, v in res.items() if k != "provenance"}
+    old |= {"schema_version": 1, "git": {"commit": "0123456789abcdef", "dirty": True}, "versions": {"torch": "x"}}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    with pytest.raises(ResultsSchemaError, match="load_results, which upgrades"):
+        validate_results(old)
+    loaded = load_results(tmp_path)
+    assert loaded["schema_version"] == SCHEMA_VERSION == 2
+    assert loaded["provenance"] == {"git": {"commit": "0123456789abcdef", "dirty": True},
+                                    "versions": {"torch": "x"}, "package": None}
+    assert "Code 0123456789 (dirty)." in summary_markdown(loaded)
+    # The committed evaluation runs under reports/ (written as version 1) still load.
+    committed = sorted((REPO / "reports" / "eval" / "runs").glob("*/results.json"))
+    assert committed and all(load_results(p)["provenance"]["git"]["commit"] for p in committed)
 
 
 def test_episode_log_resume_skips_torn_line(tmp_path):

@@ -41,7 +41,7 @@ def _args(demos: Path, out: Path, cache: Path) -> list[str]:
 def _comparable(path: Path) -> dict:
     results = json.loads(path.read_text())
     results["config"].pop("out_dir")
-    results.pop("git")  # other commits may land in a shared tree between the two runs
+    results.pop("provenance")  # other commits may land in a shared tree between the two runs
     return results
 
 

@@ -18,7 +18,9 @@ from omegaconf import DictConfig
 from safetensors.torch import load_file
 
 from avbr.models import load_encoder
-from avbr.train import OptimConfig, lr_at, run
+from avbr.schedule import lr_at
+from avbr.train import run
+from avbr.train_config import OptimConfig
 
 TINY = [
     "model.encoder_kwargs={preset: tiny, img_size: 32, patch_size: 8, depth: 3}",
@@ -56,16 +58,24 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 
 def test_lr_is_warmup_then_cosine() -> None:
     o = OptimConfig(lr=1.0, min_lr=0.0, warmup_steps=10)
-    assert lr_at(0, o, 110) == pytest.approx(0.1) and lr_at(9, o, 110) == pytest.approx(1.0)
-    assert lr_at(60, o, 110) == pytest.approx(0.5) and lr_at(110, o, 110) == pytest.approx(0.0)
+
+    def lr(step: int, min_lr: float = o.min_lr) -> float:
+        return lr_at(step, lr=o.lr, min_lr=min_lr, warmup_steps=o.warmup_steps, total_steps=110)
+
+    assert lr(0) == pytest.approx(0.1) and lr(9) == pytest.approx(1.0)
+    assert lr(60) == pytest.approx(0.5) and lr(110) == pytest.approx(0.0) and lr(500) == pytest.approx(0.0)
+    # The VLA fine-tune's floor (10 % of the peak): halfway down the cosine is 0.1 + 0.9 / 2.
+    assert lr(60, min_lr=0.1) == pytest.approx(0.55) and lr(110, min_lr=0.1) == pytest.approx(0.1)
 
 
 def test_run_writes_record_checkpoints_and_encoder(tmp_path) -> None:
     out = tmp_path / "run"
     res = run(make_cfg(out)).results
     record = json.loads((out / "run.json").read_text())
-    assert record["format_version"] == 1 and record["results"]["finished"]
-    assert record["flops_per_sample"] > 0 and record["git"]["commit"] and record["versions"]["torch"]
+    assert record["format_version"] == 2 and record["results"]["finished"]
+    prov = record["provenance"]
+    assert record["flops_per_sample"] > 0 and prov["git"]["commit"] and prov["versions"]["torch"] == torch.__version__
+    assert prov["package"]["version"] and prov["host"] and prov["created_utc"] and record["resumed_at_sample"] is None
     assert record["config"]["train"]["output_dir"] == str(out)
     assert res["samples_seen"] == 16 and res["skipped_files"] == 0
     assert (out / "checkpoints" / "latest").read_text() == "step_0000004"
@@ -97,16 +107,23 @@ def test_wrong_names_and_missing_checkpoint_fail_clearly(tmp_path) -> None:
         run(make_cfg(tmp_path / "b", f"train.resume={tmp_path / 'nowhere'}"))
 
 
-def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
-    run(make_cfg(tmp_path / "full"))
+DROP_PATH = "++model.encoder_kwargs.drop_path_rate=0.2"
+
+
+@pytest.mark.parametrize("extra", [[], [DROP_PATH]], ids=["plain", "drop_path"])
+def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path, extra) -> None:
+    """With drop-path the global RNG is drawn every step: it must be restored after iter(loader)
+    and the FLOP probe, which draw from it too (136 of 142 tensors differed when it was not)."""
+    run(make_cfg(tmp_path / "full", *extra))
     part = tmp_path / "part"
-    first = run(make_cfg(part, "train.max_steps_this_run=2")).results
+    first = run(make_cfg(part, "train.max_steps_this_run=2", *extra)).results
     assert not first["finished"] and first["steps_done"] == 2
     # Resume with a worker process: the data stream does not depend on where it is decoded.
-    run(make_cfg(part, "data.num_workers=1"))
+    run(make_cfg(part, "data.num_workers=1", *extra))
     assert_same(final_weights(tmp_path / "full"), final_weights(part))
     rec = json.loads((part / "run.json").read_text())
     assert rec["resumed_from"].endswith("step_0000002") and rec["results"]["finished"]
+    assert rec["resumed_at_sample"] == 2 * 4
 
 
 def _cli(out: Path, *overrides: str) -> list[str]:
@@ -118,8 +135,9 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_exactly(tmp_path) -> None:
-    steps = ["train.total_steps=8", "train.ckpt_every=2"]
+@pytest.mark.parametrize("extra", [[], [DROP_PATH]], ids=["plain", "drop_path"])
+def test_sigkilled_run_resumes_exactly(tmp_path, extra) -> None:
+    steps = ["train.total_steps=8", "train.ckpt_every=2", *extra]
     run(make_cfg(tmp_path / "full", *steps))
     part = tmp_path / "part"
     proc = subprocess.Popen(_cli(part, *steps), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,6 +184,35 @@ def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path) -> None:
     record = json.loads((out / "run.json").read_text())
     assert record["world_size"] == 2 and record["results"]["samples_seen"] == 3 * 4 * 2
     assert not torch.equal(r0["model.encoder.p_vit.pos_embed"], load_file(str(out / "checkpoints" / "step_0000002" / "objective.safetensors"))["model.encoder.p_vit.pos_embed"])
+
+
+@pytest.mark.slow
+def test_two_process_run_resumed_as_one_process_continues_at_the_right_sample(tmp_path, monkeypatch) -> None:
+    """2 ranks x 4 samples x 2 steps consume global samples 0..15; one process resuming must start
+    at sample 16 (not at step x the new global batch = 8, which would repeat samples 8..15)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "avbr.train",
+           *TINY, *SMALL_SHAPES, SMALL_DECODER, f"train.output_dir={out}", "train.max_steps_this_run=2"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trainer = torch.load(out / "checkpoints" / "step_0000002" / "trainer.pt", weights_only=False)
+    assert trainer["world_size"] == 2 and trainer["samples_seen"] == 16
+
+    import avbr.train as train
+
+    seen: list[list[int]] = []
+    to_device = train.to_device
+
+    def recording_to_device(batch, *args, **kwargs):
+        seen.append(batch["index"].tolist())
+        return to_device(batch, *args, **kwargs)
+
+    monkeypatch.setattr(train, "to_device", recording_to_device)
+    res = run(make_cfg(out)).results  # one process, no RANK in the environment
+    # seen[0] is the FLOP probe's look at the first batch; then steps 2 and 3.
+    assert seen == [[16, 17, 18, 19], [16, 17, 18, 19], [20, 21, 22, 23]]
+    assert res["finished"] and res["samples_seen"] == 16 + 2 * 4
+    assert json.loads((out / "run.json").read_text())["resumed_at_sample"] == 16
 
 
 def test_run_skips_unreadable_files_and_counts_them(tmp_path) -> None:

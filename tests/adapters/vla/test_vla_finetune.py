@@ -37,6 +37,7 @@ def test_short_run_writes_metrics_and_reloadable_policy(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["synthetic_data"] is True and len(saved["loss"]) == 3 and saved["samples_per_s"] > 0
     assert saved == json.loads(json.dumps(metrics))
+    assert set(saved["provenance"]) >= {"git", "package", "versions", "host", "created_utc"}
     policy = load_finetuned(tmp_path / "policy")
     frames = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
     out = policy.predict_chunk(frames, frames, torch.zeros(1, 8), ["reach the red block"])
