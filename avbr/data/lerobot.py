@@ -63,7 +63,6 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from fractions import Fraction
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -150,18 +149,21 @@ class VideoReader:
 
     Args:
         tolerance_s: largest allowed distance (s) between a query and the nearest decoded frame.
-        reseek_s: a query more than this past the previous one seeks again instead of decoding
-            every frame in between.
+        reseek_frames: a query more than this many frames past the previous one seeks again
+            instead of decoding every frame in between. LeRobot encodes a keyframe every 2 frames
+            (``configs/video.py``: ``g=2``), so a seek costs at most 2 decodes; for videos with long
+            GOPs raise it.
         max_open: containers kept open (least recently used closed first).
     """
 
-    def __init__(self, tolerance_s: float = 1e-4, reseek_s: float = 0.25, max_open: int = 8) -> None:
+    def __init__(self, tolerance_s: float = 1e-4, reseek_frames: int = 2, max_open: int = 8) -> None:
         self.tolerance_s = tolerance_s
-        self.reseek_s = reseek_s
+        self.reseek_frames = reseek_frames
         self.max_open = max_open
-        self._open: OrderedDict[str, av.container.InputContainer] = OrderedDict()
+        # path -> (container, its video stream, time base in s, frame duration in s)
+        self._open: OrderedDict[str, tuple[Any, Any, float, float]] = OrderedDict()
 
-    def _container(self, path: str) -> av.container.InputContainer:
+    def _container(self, path: str) -> tuple[Any, Any, float, float]:
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
@@ -172,11 +174,13 @@ class VideoReader:
         if not container.streams.video:
             container.close()
             raise CorruptFileError(path, "no video stream")
-        container.streams.video[0].codec_context.thread_count = 1  # the DataLoader workers are the parallelism
-        self._open[path] = container
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # the DataLoader workers are the parallelism
+        rate = stream.average_rate or stream.guessed_rate
+        self._open[path] = (container, stream, float(stream.time_base), 1.0 / float(rate) if rate else 0.0)
         while len(self._open) > self.max_open:
-            self._open.popitem(last=False)[1].close()
-        return container
+            self._open.popitem(last=False)[1][0].close()
+        return self._open[path]
 
     def read(self, path: str, timestamps: list[float]) -> list[np.ndarray]:
         """Frames nearest to ``timestamps`` (s, any order) as ``uint8 [H, W, 3]`` RGB.
@@ -185,17 +189,16 @@ class VideoReader:
             FrameTimestampError: a query has no decoded frame within ``tolerance_s``.
             CorruptFileError: the file cannot be decoded.
         """
+        container, stream, tb, frame_s = self._container(path)
+        reseek_s = self.reseek_frames * frame_s
         wanted = sorted(set(timestamps))
         groups: list[list[float]] = [[wanted[0]]]
         for q in wanted[1:]:
-            if q - groups[-1][-1] > self.reseek_s:
+            if q - groups[-1][-1] > reseek_s:
                 groups.append([q])
             else:
                 groups[-1].append(q)
         found: dict[float, np.ndarray] = {}
-        container = self._container(path)
-        stream = container.streams.video[0]
-        tb = Fraction(stream.time_base)
         try:
             for group in groups:
                 found.update(self._decode_group(container, stream, tb, group, path))
@@ -206,7 +209,7 @@ class VideoReader:
         return [found[q] for q in timestamps]
 
     def _decode_group(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                      tb: Fraction, queries: list[float], path: str) -> dict[float, np.ndarray]:
+                      tb: float, queries: list[float], path: str) -> dict[float, np.ndarray]:
         # Seek to the keyframe at or before the first query (one tick of margin, as LeRobot does),
         # then decode forward until the last query is reached.
         container.seek(max(round(queries[0] / tb) - 1, 0), backward=True, any_frame=False, stream=stream)
@@ -214,7 +217,7 @@ class VideoReader:
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
-            ts = float(frame.pts * tb)
+            ts = frame.pts * tb
             loaded.append((ts, frame))
             if ts >= queries[-1]:
                 break
@@ -234,7 +237,7 @@ class VideoReader:
     def close(self) -> None:
         """Close every open container."""
         while self._open:
-            self._open.popitem()[1].close()
+            self._open.popitem()[1][0].close()
 
 
 def _load_jsonl(path: Path) -> list[dict[str, Any]]:
