@@ -151,12 +151,12 @@ class VideoReader:
         tolerance_s: largest allowed distance (s) between a query and the nearest decoded frame.
         reseek_frames: a query more than this many frames past the previous one seeks again
             instead of decoding every frame in between. LeRobot encodes a keyframe every 2 frames
-            (``configs/video.py``: ``g=2``), so a seek costs at most 2 decodes; for videos with long
-            GOPs raise it.
+            (``configs/video.py``: ``g=2``), so a seek costs at most 2 decodes and beats decoding
+            forward past 1 frame; for videos with long GOPs raise it.
         max_open: containers kept open (least recently used closed first).
     """
 
-    def __init__(self, tolerance_s: float = 1e-4, reseek_frames: int = 2, max_open: int = 8) -> None:
+    def __init__(self, tolerance_s: float = 1e-4, reseek_frames: int = 1, max_open: int = 8) -> None:
         self.tolerance_s = tolerance_s
         self.reseek_frames = reseek_frames
         self.max_open = max_open
@@ -210,16 +210,18 @@ class VideoReader:
 
     def _decode_group(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                       tb: float, queries: list[float], path: str) -> dict[float, np.ndarray]:
-        # Seek to the keyframe at or before the first query (one tick of margin, as LeRobot does),
-        # then decode forward until the last query is reached.
-        container.seek(max(round(queries[0] / tb) - 1, 0), backward=True, any_frame=False, stream=stream)
+        # Seek to the keyframe at or before the first query's tick, then decode forward until a
+        # frame reaches the last query less the tolerance (frames are 1/fps >> tolerance apart,
+        # so no later frame can be nearer). LeRobot seeks one tick earlier and stops at the query
+        # itself; on a keyframe query that decodes a whole extra GOP, for the same frames.
+        container.seek(max(round(queries[0] / tb), 0), backward=True, any_frame=False, stream=stream)
         loaded: list[tuple[float, av.VideoFrame]] = []
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
             ts = frame.pts * tb
             loaded.append((ts, frame))
-            if ts >= queries[-1]:
+            if ts >= queries[-1] - self.tolerance_s:
                 break
         if not loaded:
             raise FrameTimestampError(path, f"no frame decoded in [{queries[0]}, {queries[-1]}] s")
