@@ -163,6 +163,10 @@ class VideoReader:
         # path -> (container, its video stream, time base in s, frame duration in s)
         self._open: OrderedDict[str, tuple[Any, Any, float, float]] = OrderedDict()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Open containers stay in their process (DataLoader workers open their own)."""
+        return {**self.__dict__, "_open": OrderedDict()}
+
     def _container(self, path: str) -> tuple[Any, Any, float, float]:
         if path in self._open:
             self._open.move_to_end(path)

@@ -142,3 +142,24 @@ def test_v21_info_is_read_from_its_templates(tmp_path):
     assert info["codebase_version"] == "v2.1" and (root / "meta" / "episodes_stats.jsonl").exists()
     src = LeRobotSource(str(root))
     assert src.tasks == dict(enumerate(TASKS)) and src.fps == 10
+
+
+def test_pretraining_mixture_in_a_loader_worker(tmp_path):
+    """The pretraining path: PairMixture draws (o_t, o_t+k) pairs, decoded inside a DataLoader worker."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from avbr.data import GapSchedule, PairMixture, StreamSampler, collate_pairs
+
+    src = LeRobotSource(str(write_v30(tmp_path / "ds")), gap=GapSchedule(max_gap=4))
+    src.read_pair(src.episodes()[0], 0, 1)  # containers opened here must not travel to the worker
+    mix = PairMixture([src], [1.0], img_size=64, still_ratio=0.0)
+    for g in range(20):
+        s = mix[g]
+        t, e, cam, upright = decode(s["prev"])
+        assert (t, cam, upright) == (s["t"], CAMERA_ID["agentview"], True) and s["episode"].endswith(f"{e:06d}")
+        assert decode(s["curr"])[:2] == (t + s["gap"], e) and t + s["gap"] < LENGTHS[e]
+        np.testing.assert_array_equal(s["action"], action(e, t))
+    loader = DataLoader(mix, batch_size=4, sampler=StreamSampler(), num_workers=1, collate_fn=collate_pairs)
+    batch = next(iter(loader))
+    assert torch.equal(batch["curr"], collate_pairs([mix[g] for g in range(4)])["curr"])
