@@ -2,7 +2,8 @@
 
 Sources are registered by name in ``SOURCES``: ``hdf5_demos`` (LIBERO / robomimic), ``bridge``
 (Bridge V2 raw), ``bridge_rlds`` (Bridge V2 RLDS/TFDS), ``lerobot`` (LeRobotDataset v2.x/v3.0),
-``egodex``, ``video_folder``, ``image_folder``, ``procedural`` and ``procedural_stills`` (smoke tests). See ``avbr.data.base`` for the sample dict.
+``egodex``, ``video_folder``, ``image_folder``, ``procedural`` and ``procedural_stills`` (smoke
+tests). See ``avbr.data.base`` for the sample dict.
 """
 
 from avbr.data.base import SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample

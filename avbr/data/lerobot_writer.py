@@ -29,7 +29,7 @@ Frames are written **upright**, the convention of the LIBERO conversions (see
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any

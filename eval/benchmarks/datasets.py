@@ -80,7 +80,8 @@ def bench_datasets(args: argparse.Namespace) -> dict[str, Any]:
             seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             video_mb = sum(f.stat().st_size for f in (root / "videos").rglob("*.mp4")) / 2**20
             results.append({"codec": codec, "pairs_per_s": round(args.draws / seconds, 1),
-                            "pairs_per_cpu_s": round(args.draws / cpu, 1), "cpu_s_per_wall_s": round(cpu / seconds, 3), "frame_shape": list(s["prev"].shape),
+                            "pairs_per_cpu_s": round(args.draws / cpu, 1),
+                            "cpu_s_per_wall_s": round(cpu / seconds, 3), "frame_shape": list(s["prev"].shape),
                             "write_s": round(write_s, 1), "video_mb": round(video_mb, 2)})
             print(f"{codec}: {args.draws / seconds:.1f} pairs/s", flush=True)
             src.video.close()
