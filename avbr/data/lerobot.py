@@ -218,15 +218,11 @@ class VideoReader:
         # frame reaches the last query less the tolerance (frames are 1/fps >> tolerance apart,
         # so no later frame can be nearer). LeRobot seeks one tick earlier and stops at the query
         # itself; on a keyframe query that decodes a whole extra GOP, for the same frames.
-        container.seek(max(round(queries[0] / tb), 0), backward=True, any_frame=False, stream=stream)
-        loaded: list[tuple[float, av.VideoFrame]] = []
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            ts = frame.pts * tb
-            loaded.append((ts, frame))
-            if ts >= queries[-1] - self.tolerance_s:
-                break
+        loaded = self._decode_until(container, stream, tb, queries, drain=True)
+        if not self._within_tolerance(loaded, queries):
+            # A frame ordered after a later packet (B-frame pyramids) was cut off by the drain:
+            # decode that stretch again, feeding packets until the frames themselves arrive.
+            loaded = self._decode_until(container, stream, tb, queries, drain=False)
         if not loaded:
             raise FrameTimestampError(path, f"no frame decoded in [{queries[0]}, {queries[-1]}] s")
         times = np.array([ts for ts, _ in loaded])
@@ -239,6 +235,33 @@ class VideoReader:
                     f"({times[i]:.6f} s), more than tolerance_s={self.tolerance_s}")
             out[q] = loaded[i][1].to_ndarray(format="rgb24")
         return out
+
+    def _within_tolerance(self, loaded: list[tuple[float, Any]], queries: list[float]) -> bool:
+        times = np.array([ts for ts, _ in loaded])
+        return bool(len(times)) and all(np.abs(times - q).min() <= self.tolerance_s for q in queries)
+
+    def _decode_until(self, container: Any, stream: Any, tb: float, queries: list[float],
+                      drain: bool) -> list[tuple[float, Any]]:
+        """``(time s, frame)`` from the keyframe at or before ``queries[0]`` up to ``queries[-1]``.
+
+        With ``drain``, once the packet of the last query is in, the decoder's reordering delay
+        (H.264 with B-frames holds a frame back) is emptied by draining instead of by decoding the
+        next packet, often a keyframe; the next seek resets the decoder.
+        """
+        ctx = stream.codec_context
+        ctx.flush_buffers()
+        container.seek(max(round(queries[0] / tb), 0), backward=True, any_frame=False, stream=stream)
+        last = queries[-1] - self.tolerance_s
+        loaded: list[tuple[float, Any]] = []
+        for packet in container.demux(stream):
+            frames = list(ctx.decode(packet if packet.size else None))
+            reached = drain and packet.pts is not None and packet.pts * tb >= last
+            if reached:
+                frames += ctx.decode(None)
+            loaded += [(f.pts * tb, f) for f in frames if f.pts is not None]
+            if reached or not packet.size or (loaded and loaded[-1][0] >= last):
+                break
+        return loaded
 
     def close(self) -> None:
         """Close every open container."""

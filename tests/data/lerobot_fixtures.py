@@ -80,10 +80,10 @@ def state(episode: int, t: int) -> np.ndarray:
     return -(1000.0 * episode + 10.0 * t + np.arange(8, dtype=np.float32))
 
 
-def _encode_mp4(path: Path, frames: list[np.ndarray], codec: str) -> None:
+def _encode_mp4(path: Path, frames: list[np.ndarray], codec: str, gop: int = 2) -> None:
     """One episode's mp4, as LeRobot's encoder writes it (g=2, yuv420p, constant frame rate)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    opts = {"g": "2", "crf": "18"}
+    opts = {"g": str(gop), "crf": "18"}
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream(codec, rate=FPS, options=opts)
         stream.width = stream.height = SIZE
@@ -149,11 +149,12 @@ def _features(keys: dict[str, str], camera_dtype: str, codec: str) -> dict:
 
 
 def write_v21(root: Path, codec: str = "libx264", keys: dict[str, str] = LEROBOT_KEYS, images: bool = False,
-              version: str = "v2.1", timestamp_shift: float = 0.0) -> Path:
+              version: str = "v2.1", timestamp_shift: float = 0.0, gop: int = 2) -> Path:
     """A v2.1 (or v2.0) dataset: one parquet and one mp4 per camera for each episode.
 
     ``images=True`` stores the cameras as ``dtype: image`` inside the parquet (no videos), as
-    openpi's LIBERO conversion does; ``timestamp_shift`` offsets the parquet timestamps (s).
+    openpi's LIBERO conversion does; ``timestamp_shift`` offsets the parquet timestamps (s);
+    ``gop`` is the keyframe interval (a long one with x264's B-frames reorders packets).
     """
     chunks_size = 2  # small, so that episode 2 lands in chunk 1 (exercises episode_chunk)
     data_path = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -172,7 +173,7 @@ def write_v21(root: Path, codec: str = "libx264", keys: dict[str, str] = LEROBOT
         if not images:
             for role in ("agentview", "wrist"):
                 frames = [pattern(i, e, CAMERA_ID[role]) for i in range(length)]
-                _encode_mp4(root / video_path.format(video_key=keys[role], **fmt), frames, codec)
+                _encode_mp4(root / video_path.format(video_key=keys[role], **fmt), frames, codec, gop)
         episodes.append({"episode_index": e, "tasks": [TASKS[EPISODE_TASK[e]]], "length": length})
         stats.append({"episode_index": e, "stats": {keys["action"]: {"min": action(e, 0).tolist(),
                                                                      "max": action(e, length - 1).tolist()}}})
