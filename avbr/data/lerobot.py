@@ -194,7 +194,7 @@ class VideoReader:
             CorruptFileError: the file cannot be decoded.
         """
         container, stream, tb, frame_s = self._container(path)
-        reseek_s = self.reseek_frames * frame_s
+        reseek_s = (self.reseek_frames + 0.5) * frame_s  # half a frame of margin for float timestamps
         wanted = sorted(set(timestamps))
         groups: list[list[float]] = [[wanted[0]]]
         for q in wanted[1:]:
