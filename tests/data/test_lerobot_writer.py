@@ -85,3 +85,11 @@ def test_add_record_flips_upright(tmp_path):
     np.testing.assert_array_equal(s["state"], [6, 7, 8, 9, 10, 11, -1, -1])
     with pytest.raises(FileExistsError):
         LeRobotWriter(tmp_path / "ds", fps=20)
+
+
+def test_tasks_table_reads_as_lerobot_loads_it(tmp_path):
+    """LeRobot's ``load_tasks`` is ``pd.read_parquet(meta/tasks.parquet)`` indexed by task string."""
+    pd = pytest.importorskip("pandas", reason="pandas (not a dependency) cross-checks the pandas schema metadata")
+    tasks = pd.read_parquet(_write(tmp_path / "ds") / "meta" / "tasks.parquet")
+    assert tasks.index.name == "task" and list(tasks.columns) == ["task_index"]
+    assert int(tasks.loc["task 1"].task_index) == 1
