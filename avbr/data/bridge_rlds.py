@@ -191,9 +191,12 @@ class BridgeRLDSSource(FramePairSource):
         path = folder / "features.json"
         if not path.is_file():
             raise FileNotFoundError(f"BridgeRLDSSource: no features.json beside the shards in {folder}")
-        text = path.read_text()
-        steps = json.loads(text)["featuresDict"]["features"]["steps"]["sequence"]["feature"]["featuresDict"]["features"]
-        cameras = sorted(steps["observation"]["featuresDict"]["features"])
+        try:
+            episode = json.loads(path.read_text())["featuresDict"]["features"]
+            steps = episode["steps"]["sequence"]["feature"]["featuresDict"]["features"]
+            cameras = sorted(steps["observation"]["featuresDict"]["features"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not an RLDS episode FeaturesDict with steps/observation ({e!r})") from e
         if self.image_key.rsplit("/", 1)[1] not in cameras:
             raise KeyError(f"{path}: no observation {self.image_key!r}; observations present: {cameras}")
 
