@@ -5,6 +5,7 @@ Usage (Hydra; ``suite`` picks ``configs/suite/<name>.yaml``)::
     python -m avbr.envs.make_demos suite=robosuite_lift n_per_task=50 workers=2 out=demos
     python -m avbr.envs.make_demos suite=libero_object n_per_task=50 workers=2 out=demos \\
         suite.camera_size=128 'tasks=[0,3]'
+    python -m avbr.envs.make_demos suite=libero_object n_per_task=50 out=demos format=lerobot
 
 Episode ``j`` of each task starts from init state ``suite.init_state_offset + j``; only
 successful episodes are written, to ``<out>/<suite>/<task name>_demo.hdf5`` (layout:
@@ -23,6 +24,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from avbr.data.lerobot_writer import LeRobotWriter
 from avbr.envs.config import EpisodeRecord, SuiteConfig, register_suite_schema, suite_config_from
 from avbr.envs.demos import DemoWriter
 from avbr.envs.registry import list_tasks
@@ -39,6 +41,8 @@ class MakeDemosConfig:
         workers: simulator worker processes.
         out: output folder; files go to ``<out>/<suite name>/``.
         tasks: task ids (``None`` = every task of the suite).
+        format: ``hdf5`` (one LIBERO-layout file per task) or ``lerobot`` (one LeRobotDataset
+            v3.0 for the suite in ``<out>/<suite>/lerobot``, :mod:`avbr.data.lerobot_writer`).
     """
 
     defaults: list[Any] = field(default_factory=lambda: ["_self_", {"suite": "robosuite_lift"}])
@@ -47,6 +51,7 @@ class MakeDemosConfig:
     workers: int = 2
     out: str = "outputs/demos"
     tasks: list[int] | None = None
+    format: str = "hdf5"
 
 
 register_suite_schema()
@@ -62,7 +67,13 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {t.task_id: t for t in list_tasks(suite)}
     task_ids = list(cfg.tasks) if cfg.tasks is not None else sorted(tasks)
-    writers = {t: DemoWriter(out_dir / f"{tasks[t].name}_demo.hdf5", suite.name, t) for t in task_ids}
+    if cfg.format not in ("hdf5", "lerobot"):
+        raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
+    if cfg.format == "lerobot":  # one dataset holds every task (the task is per episode)
+        shared = LeRobotWriter(out_dir / "lerobot", fps=suite.control_freq)
+        writers = {t: shared for t in task_ids}
+    else:
+        writers = {t: DemoWriter(out_dir / f"{tasks[t].name}_demo.hdf5", suite.name, t) for t in task_ids}
     counts = {t: {"attempted": 0, "written": 0, "errors": []} for t in task_ids}
 
     def on_episode(record: EpisodeRecord) -> None:
@@ -78,7 +89,7 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
         run_expert_episodes(suite, task_ids, cfg.n_per_task, cfg.workers, record=True,
                             on_episode=on_episode)
     finally:
-        for writer in writers.values():
+        for writer in {id(w): w for w in writers.values()}.values():
             writer.close()
     summary = {"suite": suite.name, "n_per_task": cfg.n_per_task, "tasks": []}
     for t in task_ids:

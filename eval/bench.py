@@ -10,6 +10,9 @@ Each benchmark is one module of :mod:`avbr.eval.benchmarks` registered as a subc
   --episodes 20 --workers 2 --out bench/expert_success.json``.
 * ``encoders``: feature-extraction images/s of every encoder adapter at batch 256 in bf16, e.g.
   ``python eval/bench.py encoders --out bench/encoders.json`` (CPU smoke: ``--batch 8 --iters 2``).
+* ``datasets``: frame pairs/s of the ``lerobot`` source on a LIBERO-sized LeRobotDataset v3.0
+  (two 256 px cameras, AV1 and H.264) on one pinned core, e.g.
+  ``python eval/bench.py datasets --out bench/datasets.json``.
 """
 
 import os

@@ -22,10 +22,14 @@ stacks the pairs. Sources with actions:
     trajectory. As that script does, data collected before 2021-07-23 (one-step camera latency)
     loses its first observation and last action (``latency_shift``, on by default).
 
-**Bridge V2, RLDS / TFDS release** (``bridge_dataset/1.0.0/*.tfrecord-*``: episodes with
-``steps/{observation/{image_0..3, state}, action [7], language_instruction}``) is **not read
-yet**: it needs ``tensorflow-datasets`` (the ``bridge-rlds`` extra) and a reader in
-``avbr.data``; convert it to the raw layout or use the raw release meanwhile.
+**Bridge V2, RLDS / TFDS release** (``source: bridge_rlds``, ``avbr.data.bridge_rlds``):
+``bridge_dataset/1.0.0/*-train.tfrecord-*`` shards of ``tf.train.Example`` episodes
+(``steps/observation/image_0..3`` JPEG, ``steps/action`` [T, 7] whose last row is padding,
+``steps/language_instruction``), read without TensorFlow; the trajectory id is ``<shard>:<record>``.
+
+**LeRobotDataset v2.0 / v2.1 / v3.0** (``source: lerobot``, ``avbr.data.lerobot``): parquet frames
+with ``action`` and ``observation.state`` (key maps ``lerobot_libero`` / ``openpi_libero``), mp4 or
+in-parquet images; the trajectory id is ``<data parquet>:episode_<i>``.
 
 **LIBERO / robomimic hdf5** (``source: hdf5_demos``): ``data/demo_i/{obs/agentview_rgb, actions}``,
 7-D OSC delta actions, gripper -1 open / +1 closed; the trajectory id is ``<file>:demo_i``.
