@@ -308,11 +308,11 @@ def measure_flops_per_sample(
     throwaway generator. Note that objectives with side effects in ``forward`` (DINO's centre)
     see one extra update, so call this on a copy when that matters.
     """
-    prev, curr, gap, still = to_device(batch, device)
+    prev, curr, gap, still, future = to_device(batch, device)
     gen = torch.Generator(device=device).manual_seed(0)
     with FlopCounterMode(display=False) as counter:
         with autocast():
-            out = objective(prev, curr, gap, still, gen)
+            out = objective(prev, curr, gap, still, gen, future)
         out["loss"].backward()
     objective.zero_grad(set_to_none=True)
     return counter.get_total_flops() / prev.shape[0]
@@ -358,8 +358,8 @@ def make_autocast(precision: str, device: torch.device) -> Callable[[], Any]:
     return lambda: torch.autocast(device_type=device.type, enabled=False)
 
 
-def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int) -> PairMixture:
-    """Build every configured source (listing files only) and the mixture."""
+def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int, frames: int = 2) -> PairMixture:
+    """Build every configured source (listing files only) and the mixture of pairs (``frames=2``) or triples (3)."""
     if not cfg.sources:
         raise ValueError(f"data.sources is empty; add at least one of: {', '.join(SOURCES.names())}")
     sources, weights = [], []
@@ -370,7 +370,7 @@ def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int) -
         except FileNotFoundError as e:
             raise FileNotFoundError(f"data.sources.{alias}: {e}") from e
         weights.append(sc.weight)
-    return PairMixture(sources, weights, img_size=img_size, still_ratio=cfg.still_ratio, seed=seed)
+    return PairMixture(sources, weights, img_size=img_size, still_ratio=cfg.still_ratio, seed=seed, frames=frames)
 
 
 def build_loader(mixture: PairMixture, cfg: DataConfig, batch_size: int, start: int, d: Dist) -> DataLoader:
@@ -391,17 +391,20 @@ def build_loader(mixture: PairMixture, cfg: DataConfig, batch_size: int, start: 
 
 def to_device(
     batch: dict[str, Any], device: torch.device, channels_last: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """uint8 frames go to the device as uint8 (4x less traffic) and become floats there.
 
-    Returns ``prev``, ``curr`` ``[B, 3, H, W]`` in ``[0, 1]``, ``gap [B]``, ``is_still [B]``.
+    Returns ``prev``, ``curr`` ``[B, 3, H, W]`` in ``[0, 1]``, ``gap [B]``, ``is_still [B]`` and
+    ``future [B, 3, H, W]`` (triple batches; ``None`` for pairs).
     """
     nb = device.type == "cuda"
     prev = frames_to_float(batch["prev"].to(device, non_blocking=nb))  # [B, 3, H, W]
     curr = frames_to_float(batch["curr"].to(device, non_blocking=nb))
+    future = frames_to_float(batch["future"].to(device, non_blocking=nb)) if "future" in batch else None
     if channels_last:
         prev, curr = prev.contiguous(memory_format=torch.channels_last), curr.contiguous(memory_format=torch.channels_last)
-    return prev, curr, batch["gap"].to(device, non_blocking=nb), batch["is_still"].to(device, non_blocking=nb)
+        future = None if future is None else future.contiguous(memory_format=torch.channels_last)
+    return prev, curr, batch["gap"].to(device, non_blocking=nb), batch["is_still"].to(device, non_blocking=nb), future
 
 
 _NO_DECAY_SUFFIXES = ("cls_token", "pos_embed", "mask_token", "position_embeddings", "center")
@@ -433,7 +436,7 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
     generator: torch.Generator,
     autocast: Callable[[], Any],
     grad_clip: float,
@@ -442,9 +445,9 @@ def train_step(
 
     Returns the objective's detached metrics plus ``grad_norm``.
     """
-    prev, curr, gap, still = batch
+    prev, curr, gap, still, future = batch
     with autocast():
-        out = model(prev, curr, gap, still, generator)
+        out = model(prev, curr, gap, still, generator, future)
     out["loss"].backward()
     metrics = {k: v.detach() for k, v in out.items()}
     if grad_clip > 0:
@@ -702,7 +705,7 @@ def run(cfg: DictConfig) -> RunResult:
         random.seed(tc.seed + d.rank)
 
     # -- data: the stream restarts exactly where the checkpoint left it -----------------------------
-    mixture = build_mixture(schema.data, gap, objective.img_size, tc.seed)
+    mixture = build_mixture(schema.data, gap, objective.img_size, tc.seed, objective.frames_per_sample)
     global_batch = tc.batch_size * d.world_size
     loader = build_loader(mixture, schema.data, tc.batch_size, start_step * global_batch, d)
     batches: Iterator[dict[str, Any]] = iter(loader)
