@@ -26,8 +26,11 @@ with ``K = max_gap``, ``s = sample_decay``, ``l = loss_decay`` (seed 001: 10, 0.
 image enters as ``(img, img)`` with target ``img`` under both targets: ``M = 0``, and a scene that
 does not move stays where it is.
 
-The default stays ``seed`` so that existing configs and runs keep their meaning; new studies
-should set ``target: extrapolate`` (see the README's "Objectives").
+The default is ``extrapolate``: on procedural shapes with known motion (64 px, tiny, depth 3,
+1500 steps of 16, lr 1e-3; held-out episodes; ``test_extrapolation_needs_the_motion_stream``) a
+P-only encoder is as good as the two-stream one under ``seed`` (held-out MSE 0.00135 vs 0.00179)
+and 40% worse under ``extrapolate`` (0.01547 vs 0.01107), so only ``extrapolate`` measures what
+the motion stream adds. The seed001 experiment configs pin ``target: seed``.
 """
 
 from __future__ import annotations
@@ -83,12 +86,12 @@ class FuturePredictionOptions:
     """Future-prediction options.
 
     Attributes:
-        target: ``seed`` (reconstruct ``img_{t+k}`` from ``(img_t, img_{t+k})``; the default, the
-            seeds' formulation) | ``extrapolate`` (predict ``img_{t+k}`` from ``(img_{t-k}, img_t)``).
-            See the module docstring.
+        target: ``extrapolate`` (predict ``img_{t+k}`` from ``(img_{t-k}, img_t)``; the default)
+            | ``seed`` (reconstruct ``img_{t+k}`` from ``(img_t, img_{t+k})``, the seeds'
+            formulation). See the module docstring.
     """
 
-    target: str = "seed"
+    target: str = "extrapolate"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
