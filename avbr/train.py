@@ -132,11 +132,11 @@ def measure_flops_per_sample(
     throwaway generator. Note that objectives with side effects in ``forward`` (DINO's centre)
     see one extra update, so call this on a copy when that matters.
     """
-    prev, curr, gap, still = to_device(batch, device)
+    prev, curr, gap, still, future = to_device(batch, device)
     gen = torch.Generator(device=device).manual_seed(0)
     with FlopCounterMode(display=False) as counter:
         with autocast():
-            out = objective(prev, curr, gap, still, gen)
+            out = objective(prev, curr, gap, still, gen, future)
         out["loss"].backward()
     objective.zero_grad(set_to_none=True)
     return counter.get_total_flops() / prev.shape[0]
@@ -182,8 +182,8 @@ def make_autocast(precision: str, device: torch.device) -> Callable[[], Any]:
     return lambda: torch.autocast(device_type=device.type, enabled=False)
 
 
-def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int) -> PairMixture:
-    """Build every configured source (listing files only) and the mixture."""
+def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int, frames: int = 2) -> PairMixture:
+    """Build every configured source (listing files only) and the mixture of pairs (``frames=2``) or triples (3)."""
     if not cfg.sources:
         raise ValueError(f"data.sources is empty; add at least one of: {', '.join(SOURCES.names())}")
     sources, weights = [], []
@@ -194,7 +194,7 @@ def build_mixture(cfg: DataConfig, gap: GapSchedule, img_size: int, seed: int) -
         except FileNotFoundError as e:
             raise FileNotFoundError(f"data.sources.{alias}: {e}") from e
         weights.append(sc.weight)
-    return PairMixture(sources, weights, img_size=img_size, still_ratio=cfg.still_ratio, seed=seed)
+    return PairMixture(sources, weights, img_size=img_size, still_ratio=cfg.still_ratio, seed=seed, frames=frames)
 
 
 def build_loader(mixture: PairMixture, cfg: DataConfig, batch_size: int, start: int, d: Dist) -> DataLoader:
@@ -215,17 +215,20 @@ def build_loader(mixture: PairMixture, cfg: DataConfig, batch_size: int, start: 
 
 def to_device(
     batch: dict[str, Any], device: torch.device, channels_last: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """uint8 frames go to the device as uint8 (4x less traffic) and become floats there.
 
-    Returns ``prev``, ``curr`` ``[B, 3, H, W]`` in ``[0, 1]``, ``gap [B]``, ``is_still [B]``.
+    Returns ``prev``, ``curr`` ``[B, 3, H, W]`` in ``[0, 1]``, ``gap [B]``, ``is_still [B]`` and
+    ``future [B, 3, H, W]`` (triple batches; ``None`` for pairs).
     """
     nb = device.type == "cuda"
     prev = frames_to_float(batch["prev"].to(device, non_blocking=nb))  # [B, 3, H, W]
     curr = frames_to_float(batch["curr"].to(device, non_blocking=nb))
+    future = frames_to_float(batch["future"].to(device, non_blocking=nb)) if "future" in batch else None
     if channels_last:
         prev, curr = prev.contiguous(memory_format=torch.channels_last), curr.contiguous(memory_format=torch.channels_last)
-    return prev, curr, batch["gap"].to(device, non_blocking=nb), batch["is_still"].to(device, non_blocking=nb)
+        future = None if future is None else future.contiguous(memory_format=torch.channels_last)
+    return prev, curr, batch["gap"].to(device, non_blocking=nb), batch["is_still"].to(device, non_blocking=nb), future
 
 
 _NO_DECAY_SUFFIXES = ("cls_token", "pos_embed", "mask_token", "position_embeddings", "center")
@@ -257,7 +260,7 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
     generator: torch.Generator,
     autocast: Callable[[], Any],
     grad_clip: float,
@@ -266,9 +269,9 @@ def train_step(
 
     Returns the objective's detached metrics plus ``grad_norm``.
     """
-    prev, curr, gap, still = batch
+    prev, curr, gap, still, future = batch
     with autocast():
-        out = model(prev, curr, gap, still, generator)
+        out = model(prev, curr, gap, still, generator, future)
     out["loss"].backward()
     metrics = {k: v.detach() for k, v in out.items()}
     if grad_clip > 0:
@@ -525,10 +528,11 @@ def init_objective(
 
 
 def open_stream(
-    schema: PretrainConfig, gap: GapSchedule, img_size: int, start: int, d: Dist
+    schema: PretrainConfig, gap: GapSchedule, img_size: int, frames: int, start: int, d: Dist
 ) -> tuple[PairMixture, Iterator[dict[str, Any]]]:
-    """The mixture and this rank's batch iterator from global sample ``start`` (where the checkpoint left)."""
-    mixture = build_mixture(schema.data, gap, img_size, schema.train.seed)
+    """The mixture (``frames`` per sample: 2 pairs, 3 triples) and this rank's batch iterator from
+    global sample ``start`` (where the checkpoint left)."""
+    mixture = build_mixture(schema.data, gap, img_size, schema.train.seed, frames)
     loader = build_loader(mixture, schema.data, schema.train.batch_size, start, d)
     return mixture, iter(loader)  # iter() draws the loader's base seed from the global torch RNG
 
@@ -541,8 +545,8 @@ def wrap_model(objective: Objective, tc: TrainConfig, d: Dist) -> nn.Module:
             model,
             device_ids=[d.device.index] if d.device.type == "cuda" else None,
             # Every objective runs the same graph each step, but some leave parameters out of the
-            # loss (the CLS fusion in future prediction, the patch fusion in DINO): a static graph
-            # handles them without the per-step search of find_unused_parameters.
+            # loss (the pixel fusion in DINO-temporal, the CLS fusion under decoder inputs A/B): a
+            # static graph handles them without the per-step search of find_unused_parameters.
             static_graph=not tc.ddp_find_unused,
             find_unused_parameters=tc.ddp_find_unused,
             broadcast_buffers=False,
@@ -736,7 +740,7 @@ def run(cfg: DictConfig) -> RunResult:
     gap = GapSchedule(**dataclasses.asdict(schema.gap))
     objective, optimizer, resume = init_objective(schema, gap, out_dir, d)
     # -- data: the stream restarts at the checkpoint's sample count (any world size) --------------
-    mixture, batches = open_stream(schema, gap, objective.img_size, resume.samples_seen, d)
+    mixture, batches = open_stream(schema, gap, objective.img_size, objective.frames_per_sample, resume.samples_seen, d)
     first = next(batches)
     # -- FLOPs per sample (eager, on a copy: no side effects on the trained objective), compile, DDP -
     flops_per_sample = measure_flops_per_sample(copy.deepcopy(objective), first, d.device, autocast)

@@ -18,6 +18,10 @@ A sample is a plain dict (``PairSample``):
 - ``action``: ``float32 [A]``, the action taken at frame ``t`` (sources with actions only).
 - ``actions``: ``float32 [k, A]``, the actions from ``t`` to ``t + k - 1`` (sources with actions).
 - ``source``: the source's registry name.
+- ``future``: ``uint8 [H, W, 3]``, frame ``t + 2k``; only in *triples* (``sample(rng, frames=3)``,
+  for objectives whose target is not an input, e.g. future prediction with ``target:
+  extrapolate``). Every other field describes the pair ``(t, t + k)`` as above. A still triple is
+  the image three times (``M = 0``, gap 0).
 
 A file that cannot be read (corrupt, truncated, empty) raises ``CorruptFileError`` naming it; the
 mixture (``avbr.data.mixture``) logs it once, counts it and draws another sample.
@@ -78,10 +82,14 @@ class FramePairSource:
 
     Subclasses set ``name`` (the registry name) and ``is_still``, list their units in ``__init__``
     (``self.units``: files or folders, never opened there) and implement ``episodes_in``,
-    ``episode_length`` and ``read_pair``.
+    ``episode_length`` and ``read_pair``. ``read_triple`` has a generic default built from two
+    ``read_pair`` calls, so every source gives triples; a source may override it to decode fewer
+    frames.
 
     Sampling (``sample``): a unit uniformly, then an episode of it uniformly, then ``k`` from the gap
-    schedule truncated to the episode, then ``t`` uniformly in ``0 .. L - 1 - k``.
+    schedule truncated to the episode, then ``t`` uniformly. A pair (``frames=2``) needs
+    ``k <= L - 1`` and takes ``t`` in ``0 .. L - 1 - k``; a triple (``frames=3``) needs
+    ``2k <= L - 1`` and takes ``t`` in ``0 .. L - 1 - 2k``.
 
     Args:
         root: folder holding the data.
@@ -118,26 +126,42 @@ class FramePairSource:
         """Frames ``t`` and ``t + k`` of an episode with its metadata, as a ``PairSample``."""
         raise NotImplementedError
 
+    def read_triple(self, ref: EpisodeRef, t: int, k: int) -> PairSample:
+        """Frames ``t``, ``t + k`` and ``t + 2k`` as a triple (``PairSample`` plus ``future``).
+
+        Default: ``read_pair(ref, t, k)`` for the pair and its metadata (actions ``t .. t+k-1``),
+        then ``read_pair(ref, t + k, k)`` for frame ``t + 2k``. A still source returns its image
+        three times.
+        """
+        sample = self.read_pair(ref, t, k)
+        sample["future"] = sample["curr"] if self.is_still else self.read_pair(ref, t + k, k)["curr"]
+        return sample
+
     # -- generic ---------------------------------------------------------------------------
     def episodes(self) -> list[EpisodeRef]:
         """Every episode of the source (opens multi-episode files; for probing, not training)."""
         return [ref for unit in self.units for ref in self.episodes_in(unit)]
 
-    def sample(self, rng: np.random.Generator) -> PairSample:
-        """Draw one pair with ``rng`` (see the class docstring); raises ``CorruptFileError``."""
+    def sample(self, rng: np.random.Generator, frames: int = 2) -> PairSample:
+        """Draw one pair (``frames=2``) or triple (``frames=3``) with ``rng`` (see the class
+        docstring); raises ``CorruptFileError``, also for an episode too short for ``frames``."""
+        if frames not in (2, 3):
+            raise ValueError(f"frames must be 2 (pairs) or 3 (triples), got {frames}")
+        read = self.read_pair if frames == 2 else self.read_triple
         unit = self.units[int(rng.integers(len(self.units)))]
         refs = self.episodes_in(unit)
         if not refs:
             raise CorruptFileError(unit, "no episodes in file")
         ref = refs[int(rng.integers(len(refs)))]
         if self.is_still:
-            return self.read_pair(ref, 0, 0)
+            return read(ref, 0, 0)
         length = self.episode_length(ref)
-        if length < 2:
-            raise CorruptFileError(ref.path, f"episode {ref.key or ref.path} has {length} frame(s), needs 2")
-        k = self.gap.sample(rng, max_gap=length - 1)
-        t = int(rng.integers(length - k))
-        return self.read_pair(ref, t, k)
+        span = frames - 1  # the sample covers frames t .. t + span * k
+        if length < span + 1:
+            raise CorruptFileError(ref.path, f"episode {ref.key or ref.path} has {length} frame(s), needs {span + 1}")
+        k = self.gap.sample(rng, max_gap=(length - 1) // span)
+        t = int(rng.integers(length - span * k))
+        return read(ref, t, k)
 
     def _pair(
         self, ref: EpisodeRef, prev: np.ndarray, curr: np.ndarray, t: int, k: int, task: str = "", **extra: Any

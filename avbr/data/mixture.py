@@ -58,10 +58,12 @@ class PairMixture(Dataset):
         still_ratio: fraction of still samples (seed 002: 0.3).
         seed: stream seed.
         max_retries: draws tried for one index before giving up (all files unreadable).
+        frames: 2 for pairs ``(t, t + k)``, 3 for triples ``(t, t + k, t + 2k)`` (the objective's
+            ``frames_per_sample``); every source gives both (``FramePairSource.sample``).
 
     ``__getitem__(g)`` returns a ``PairSample`` (see ``avbr.data.base``) with frames
-    ``uint8 [img_size, img_size, 3]`` plus ``index`` (``g``) and ``n_skipped`` (files skipped while
-    drawing it).
+    ``uint8 [img_size, img_size, 3]`` (``future`` too for triples) plus ``index`` (``g``) and
+    ``n_skipped`` (files skipped while drawing it).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class PairMixture(Dataset):
         still_ratio: float = 0.3,
         seed: int = 0,
         max_retries: int = 64,
+        frames: int = 2,
     ) -> None:
         if not sources or len(sources) != len(weights):
             raise ValueError(f"need one weight per source, got {len(sources)} sources and {len(weights)} weights")
@@ -79,6 +82,9 @@ class PairMixture(Dataset):
             raise ValueError(f"still_ratio must be in [0, 1], got {still_ratio}")
         if any(w < 0 for w in weights):
             raise ValueError(f"source weights must be >= 0, got {list(weights)}")
+        if frames not in (2, 3):
+            raise ValueError(f"frames must be 2 (pairs) or 3 (triples), got {frames}")
+        self.frames = frames
         self.sources = list(sources)
         self.img_size = img_size
         self.seed = seed
@@ -106,7 +112,7 @@ class PairMixture(Dataset):
         for _ in range(self.max_retries):
             source = self.sources[int(rng.choice(len(self.sources), p=self.probs))]
             try:
-                sample = source.sample(rng)
+                sample = source.sample(rng, self.frames)
             except CorruptFileError as e:
                 n_skipped += 1
                 self.skipped += 1
@@ -115,7 +121,8 @@ class PairMixture(Dataset):
                     log.warning("skipping unreadable file %s (%s source): %s", e.path, source.name, e.reason)
                 continue
             sample["prev"] = resize_center_crop(sample["prev"], self.img_size)
-            sample["curr"] = sample["prev"] if sample["is_still"] else resize_center_crop(sample["curr"], self.img_size)
+            for key in ("curr", "future")[: self.frames - 1]:
+                sample[key] = sample["prev"] if sample["is_still"] else resize_center_crop(sample[key], self.img_size)
             sample["index"] = int(g)
             sample["n_skipped"] = n_skipped
             return sample
@@ -156,11 +163,12 @@ class StreamSampler(Sampler[int]):
 def collate_pairs(samples: list[PairSample]) -> dict[str, Any]:
     """Stack samples into the training batch.
 
-    Returns ``prev``/``curr`` ``uint8 [B, H, W, 3]``, ``gap`` ``int64 [B]``, ``is_still`` ``bool [B]``,
-    ``n_skipped`` ``int64 [B]``, ``index`` ``int64 [B]``, and ``episode``/``task``/``source`` as lists
-    of str. Per-source extras (actions, states) are dropped: their shapes differ between sources.
+    Returns ``prev``/``curr`` ``uint8 [B, H, W, 3]`` (and ``future`` for triples), ``gap``
+    ``int64 [B]``, ``is_still`` ``bool [B]``, ``n_skipped`` ``int64 [B]``, ``index`` ``int64 [B]``, and
+    ``episode``/``task``/``source`` as lists of str. Per-source extras (actions, states) are dropped:
+    their shapes differ between sources.
     """
-    return {
+    batch = {
         "prev": torch.from_numpy(np.stack([s["prev"] for s in samples])),
         "curr": torch.from_numpy(np.stack([s["curr"] for s in samples])),
         "gap": torch.tensor([s["gap"] for s in samples], dtype=torch.int64),
@@ -171,3 +179,6 @@ def collate_pairs(samples: list[PairSample]) -> dict[str, Any]:
         "task": [s["task"] for s in samples],
         "source": [s["source"] for s in samples],
     }
+    if "future" in samples[0]:
+        batch["future"] = torch.from_numpy(np.stack([s["future"] for s in samples]))
+    return batch

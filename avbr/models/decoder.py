@@ -7,11 +7,12 @@ From the fused patch grid of the encoder, predict ``img_{t+k}``:
   is a 3x3 convolution to ``3 x 2 x 2`` channels and a pixel shuffle rather than a full block: at
   full resolution the convolutions and norms are memory-bound, and on an H200 a full last block
   took about 30% of the pretraining step for 2% of its FLOPs;
-- the P-stream CLS of each stage modulates the first levels FiLM-style,
+- the CLS of each stage modulates the first levels FiLM-style,
   ``x <- x * (1 + gamma(cls)) + beta(cls)`` per channel: level 1 gets the final CLS (abstract),
   level 2 the stage-2 CLS, level 3 the stage-1 CLS (concrete), level 4 none (seed 000's
   "multi-scale injection"; the seed's sketch is additive only, the scale term is the FiLM
-  paper's full form);
+  paper's full form). ``VideoPredictor`` passes the P-stream CLS of stages ``1 .. S-1`` and,
+  as the final one, the encoder's fused CLS, so that the CLS fusion is trained;
 - a skip from ``img_t``, downsampled to a quarter of the input size (56 x 56 at 224) and merged
   into the feature map of that size.
 
@@ -167,7 +168,8 @@ class VideoDecoder(nn.Module):
             patches: ``[B, N, D]`` fused patch tokens, row-major over ``grid``.
             grid: ``(h, w)`` with ``h * w = N``.
             img_t: ``[B, 3, H, W]`` the earlier frame in ``[0, 1]``; needed by ablations B-D.
-            stage_cls: ``[B, D]`` per encoder stage, last = final; needed by ablations C-D.
+            stage_cls: ``[B, D]`` per encoder stage, last = final (the fused CLS from
+                ``VideoPredictor``); needed by ablations C-D.
 
         Returns:
             ``[B, 3, H, W]`` predicted frame in ``[0, 1]``.

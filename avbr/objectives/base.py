@@ -3,9 +3,11 @@
 An objective owns the trainable model(s) of one pretraining method and turns a batch of frame
 pairs into a loss. The training loop only sees this interface:
 
-- ``forward(prev, curr, gap, is_still, generator) -> dict`` with ``"loss"`` (scalar, the one to
-  back-propagate) and detached scalar metrics (tensors; the loop reads them only at log time, so
-  the step has no host synchronisation);
+- ``frames_per_sample``: 2 when the objective trains on pairs ``(t, t + k)``, 3 when it needs
+  triples ``(t, t + k, t + 2k)`` (the loop builds the data mixture with it);
+- ``forward(prev, curr, gap, is_still, generator, future) -> dict`` with ``"loss"`` (scalar, the
+  one to back-propagate) and detached scalar metrics (tensors; the loop reads them only at log
+  time, so the step has no host synchronisation);
 - ``after_step(step, total_steps)``: work after each optimiser step (the EMA teacher of DINO);
 - ``encoder``: the module exported at the end, ``export_encoder(directory)`` writes it.
 
@@ -75,6 +77,7 @@ class Objective(nn.Module):
     Config: ClassVar[type] = object
 
     img_size: int
+    frames_per_sample: int = 2
 
     @property
     def encoder(self) -> nn.Module:
@@ -88,6 +91,7 @@ class Objective(nn.Module):
         gap: torch.Tensor,
         is_still: torch.Tensor,
         generator: torch.Generator | None = None,
+        future: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss of a batch.
 
@@ -97,6 +101,8 @@ class Objective(nn.Module):
             gap: ``int64 [B]``, ``k`` (0 for stills).
             is_still: ``bool [B]``.
             generator: source of the objective's random draws (on the batch's device).
+            future: ``[B, 3, H, W]`` float frames ``t + 2k`` when ``frames_per_sample == 3``
+                (stills: equal to ``curr``), else ``None``.
 
         Returns:
             ``{"loss": scalar, <metric>: scalar, ...}``; metrics are detached.

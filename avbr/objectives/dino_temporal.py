@@ -189,6 +189,7 @@ class DinoTemporal(Objective):
         gap: torch.Tensor,
         is_still: torch.Tensor,
         generator: torch.Generator | None = None,
+        future: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         c, b, dev = self.cfg, prev.shape[0], prev.device
         g_theta = _boxes(c.n_global * b, c.global_scale, c.flip_prob, dev, generator)  # [G*B, 2, 3]

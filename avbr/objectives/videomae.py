@@ -124,6 +124,7 @@ class VideoMAE(Objective):
         gap: torch.Tensor,
         is_still: torch.Tensor,
         generator: torch.Generator | None = None,
+        future: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         video = torch.stack([prev, curr], dim=1)  # [B, T=2, 3, H, W]
         pixel_values = (video - self.mean) / self.std  # ImageNet-normalised, as VideoMAE expects

@@ -18,7 +18,7 @@ class ViTReference(nn.Module):
     """timm ``VisionTransformer`` (random init) + a linear head regressing each patch's pixels.
 
     Loss: ``mean((head(tokens_n) - patch_n(curr))^2)`` over patches ``n`` of ``curr``; ``prev``,
-    ``gap`` and ``is_still`` are ignored. Same call signature as an ``Objective``.
+    ``gap``, ``is_still`` and ``future`` are ignored. Same call signature as an ``Objective``.
 
     Args:
         img_size: input side.
@@ -45,6 +45,7 @@ class ViTReference(nn.Module):
         gap: torch.Tensor,
         is_still: torch.Tensor,
         generator: torch.Generator | None = None,
+        future: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         b, c, h, w = curr.shape
         p = self.patch_size

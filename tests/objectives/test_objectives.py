@@ -22,12 +22,13 @@ SETTINGS = {
 
 
 def fixture_batch(n: int = 6) -> tuple[torch.Tensor, ...]:
+    """Triples ``(prev, curr, gap, is_still, future)``: every objective takes them (pair objectives ignore ``future``)."""
     mix = PairMixture(
         [ProceduralVideoSource(num_episodes=8, size=32), ProceduralStillSource(num_episodes=8, size=32)],
-        [1, 1], img_size=32, seed=0,
+        [1, 1], img_size=32, seed=0, frames=3,
     )
     b = collate_pairs([mix[g] for g in range(n)])
-    return frames_to_float(b["prev"]), frames_to_float(b["curr"]), b["gap"], b["is_still"]
+    return frames_to_float(b["prev"]), frames_to_float(b["curr"]), b["gap"], b["is_still"], frames_to_float(b["future"])
 
 
 def build(name: str):
@@ -51,7 +52,7 @@ def test_loss_falls(name: str) -> None:
     opt = torch.optim.AdamW([p for p in obj.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(30):
-        out = obj(*batch, torch.Generator().manual_seed(step % 2))
+        out = obj(*batch[:4], torch.Generator().manual_seed(step % 2), batch[4])
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -63,11 +64,11 @@ def test_loss_falls(name: str) -> None:
 
 def test_future_prediction_weights_gaps() -> None:
     obj = build("future_prediction")
-    prev, curr, _, _ = fixture_batch(2)
+    prev, curr, _, _, future = fixture_batch(2)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        l1 = obj(prev, curr, torch.tensor([1, 1]), torch.tensor([False, False]), gen)["loss"]
-        l3 = obj(prev, curr, torch.tensor([3, 3]), torch.tensor([False, False]), gen)["loss"]
+        l1 = obj(prev, curr, torch.tensor([1, 1]), torch.tensor([False, False]), gen, future)["loss"]
+        l3 = obj(prev, curr, torch.tensor([3, 3]), torch.tensor([False, False]), gen, future)["loss"]
     assert l3.item() == pytest.approx(0.25 * l1.item(), rel=1e-5)  # loss_decay^(3-1) = 0.25
 
 
@@ -101,7 +102,7 @@ def test_dino_teacher_follows_student_by_ema() -> None:
 def test_dino_centre_is_an_ema_of_teacher_global_outputs() -> None:
     obj = build("dino_temporal")
     c = obj.cfg
-    prev, curr, gap, still = fixture_batch(4)
+    prev, curr, gap, still, _ = fixture_batch(4)
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)  # replay the objective's own draws
         theta = torch.cat([_boxes(c.n_global * 4, c.global_scale, c.flip_prob, prev.device, gen),
