@@ -7,7 +7,8 @@ Layout (one file per task, as LIBERO's ``scripts/create_dataset.py`` writes it; 
                                                    macros_image_convention, num_demos, total,
                                                    avbr_suite, avbr_task_id
       demo_<i>/                             attrs: num_samples, init_state, model_file,
-                                                   avbr_init_index
+                                                   avbr_init_index, init_source, init_seed,
+                                                   init_scene_state
         obs/agentview_rgb     uint8 [T,H,W,3]   simulator orientation (see below)
         obs/eye_in_hand_rgb   uint8 [T,H,W,3]
         obs/ee_states         float64 [T,6]     eef pos (3) + axis-angle (3)
@@ -20,7 +21,11 @@ Layout (one file per task, as LIBERO's ``scripts/create_dataset.py`` writes it; 
         rewards, dones        uint8 [T]         0 ..., 1 at the last step (successful episode)
 
 Demos are numbered in the order episodes finished (``demo_<i>.attrs["avbr_init_index"]`` gives
-each one's init state). Step ``t`` holds the observation and state *before* ``actions[t]``; the file starts after the
+each one's init state). Where each demo started (:mod:`avbr.envs.scenes`): ``init_source``
+(``heldout_seed``: a held-out placement-sampler seed, what ``make_demos`` writes; or
+``eval_init_state``), ``init_seed`` (that seed, or the init-state index) and
+``init_scene_state`` (the flattened MuJoCo state right after the reset, before the settle
+steps, which the evaluation compares with its init states). Step ``t`` holds the observation and state *before* ``actions[t]``; the file starts after the
 settle steps. **Images are stored as the simulator renders them**: robosuite's default
 ``macros.IMAGE_CONVENTION = "opengl"``, i.e. upside down, exactly like the official LIBERO
 files (which OpenVLA/openpi flip with ``[::-1, ::-1]`` when regenerating). The attribute
@@ -100,6 +105,10 @@ class DemoWriter:
         group.attrs["init_state"] = data["states"][0]
         group.attrs["model_file"] = data["model_file"]
         group.attrs["avbr_init_index"] = record.init_index
+        group.attrs["init_source"] = record.init_source
+        group.attrs["init_seed"] = record.init_index
+        if data.get("init_scene_state") is not None:
+            group.attrs["init_scene_state"] = data["init_scene_state"]
         self.num_demos += 1
         self.total += steps
 
