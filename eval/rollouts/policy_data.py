@@ -53,15 +53,28 @@ class DemoConfig:
             ``make_demos`` output with ``out=<dir>``).
         max_per_task: use at most this many demos per task (``None`` = all), in file order.
         cache_dir: feature cache folder (``None`` disables the cache).
+        generate: ``auto``: tasks without a demo file get scripted demos from held-out scenes,
+            written into ``dir`` (suites with a scripted expert;
+            :mod:`avbr.eval.rollouts.demo_supply`); ``never``: stop with instructions instead.
+        generate_per_task: scripted episodes attempted per task when generating.
+        allow_eval_scenes: run even when demos start from the evaluation's own init states
+            (:mod:`avbr.eval.rollouts.heldout`; ``results.json`` records the overlap either way).
     """
 
     dir: str = "data/demos"
     max_per_task: int | None = None
     cache_dir: str | None = "~/.cache/avbr/eval_features"
+    generate: str = "auto"
+    generate_per_task: int = 50
+    allow_eval_scenes: bool = False
 
     def __post_init__(self) -> None:
         if self.max_per_task is not None and self.max_per_task < 1:
             raise ValueError(f"demos.max_per_task must be >= 1 or null, got {self.max_per_task}")
+        if self.generate not in ("auto", "never"):
+            raise ValueError(f"demos.generate must be auto or never, got {self.generate!r}")
+        if self.generate_per_task < 1:
+            raise ValueError(f"demos.generate_per_task must be >= 1, got {self.generate_per_task}")
 
 
 def _language(path: Path) -> str:
