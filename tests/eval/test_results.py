@@ -76,3 +76,54 @@ def test_episode_log_resume_skips_torn_line(tmp_path):
     with pytest.raises(ValueError, match="already logged"):
         again.append(eps[0])
     assert EpisodeLog(path).results() == sorted(eps[:4], key=lambda e: e.key)
+
+
+def test_crashed_episodes_are_not_failures(tmp_path):
+    eps = _episodes()
+    crashed = EpisodeResult(seed=0, task_id=1, episode=3, init_index=3, success=False, length=2,
+                            error="WorkerCrashed: worker 0 died with exit code -9", crashed=True)
+    res = _results(eps + [crashed])
+    validate_results(res)
+    # Same counts as without the crash: it is neither a success nor a failure.
+    assert (res["suite_success"]["successes"], res["suite_success"]["episodes"]) == (6, 12)
+    assert res["suite_success"]["crashed"] == 1 and [t["crashed"] for t in res["per_task"]] == [0, 1]
+    assert res["crashes"] == [{"seed": 0, "task_id": 1, "episode": 3, "init_index": 3,
+                               "error": "WorkerCrashed: worker 0 died with exit code -9"}]
+    assert "Crashed (infrastructure" in summary_markdown(res) and "died with exit code -9" in summary_markdown(res)
+    bad = copy.deepcopy(res)
+    bad["episodes"][0]["crashed"] = True
+    with pytest.raises(ResultsSchemaError, match="crashed"):
+        validate_results(bad)
+
+
+def test_crashed_episode_is_retried_on_resume(tmp_path):
+    log = EpisodeLog(tmp_path / "episodes.jsonl")
+    log.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=False, length=1,
+                             error="EpisodeError: mujoco.FatalError", crashed=True))
+    resumed = EpisodeLog(tmp_path / "episodes.jsonl")
+    assert (0, 0, 0) not in resumed and len(resumed.results()) == 1  # not done: the resumed run retries it
+    resumed.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=True, length=9))
+    again = EpisodeLog(tmp_path / "episodes.jsonl")
+    assert (0, 0, 0) in again and again.results()[0].success and not again.results()[0].crashed
+    with pytest.raises(ValueError, match="already logged"):
+        again.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=False, length=9))
+    # Logs written before the `crashed` field existed still read.
+    (tmp_path / "old.jsonl").write_text(json.dumps({"seed": 0, "task_id": 0, "episode": 1, "init_index": 1,
+                                                    "success": True, "length": 3, "error": None, "init_digest": "",
+                                                    "video": None}) + "\n")
+    assert (0, 0, 1) in EpisodeLog(tmp_path / "old.jsonl")
+
+
+def test_run_stops_when_more_than_ten_percent_crash(tmp_path):
+    from avbr.eval.rollouts.evaluate import TooManyCrashesError, _check_crashes
+
+    planned = {(0, 0, j) for j in range(20)}
+    log = EpisodeLog(tmp_path / "episodes.jsonl")
+    for j in range(2):  # 2/20 = 10%: not more than the limit
+        log.append(EpisodeResult(seed=0, task_id=0, episode=j, init_index=j, success=False, length=0,
+                                 error="WorkerCrashed: no reply", crashed=True))
+    _check_crashes(log, planned)
+    log.append(EpisodeResult(seed=0, task_id=0, episode=2, init_index=2, success=False, length=0,
+                             error="WorkerCrashed: no reply", crashed=True))
+    with pytest.raises(TooManyCrashesError, match=r"3 of 20 episodes crashed.*run the same command again"):
+        _check_crashes(log, planned)
