@@ -96,14 +96,16 @@ def run_label(results: Mapping[str, Any]) -> str:
 
 
 def unique_labels(runs: Sequence[Path], results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """:func:`run_label` per run, made unique: duplicates get their run folder, then a counter."""
-    labels = [run_label(r) for r in results]
-    labels = [f"{lab} [{run.name}]" if labels.count(lab) > 1 else lab for lab, run in zip(labels, runs)]
-    seen: dict[str, int] = {}
+    """:func:`run_label` per run, unique within each suite: duplicates get their run folder's
+    name, then a counter (one encoder evaluated on two suites keeps one label)."""
+    keys = [(r["suite"], run_label(r)) for r in results]
+    keys = [(suite, f"{lab} [{run.name}]" if keys.count((suite, lab)) > 1 else lab)
+            for (suite, lab), run in zip(keys, runs)]
+    seen: dict[tuple[str, str], int] = {}
     out = []
-    for lab in labels:
-        seen[lab] = seen.get(lab, 0) + 1
-        out.append(lab if labels.count(lab) == 1 else f"{lab} #{seen[lab]}")
+    for key in keys:
+        seen[key] = seen.get(key, 0) + 1
+        out.append(key[1] if keys.count(key) == 1 else f"{key[1]} #{seen[key]}")
     return out
 
 
@@ -203,6 +205,7 @@ def bar_chart(groups: Sequence[SuiteGroup], path: Path) -> Path:
             ax.annotate(f"{s['successes']}/{s['episodes']}\n[{lo:.0f}, {hi:.0f}]", (x, hi + 1), ha="center",
                         va="bottom", fontsize=7)
         ax.set_xticks(range(len(group.labels)), group.labels, rotation=20, ha="right", fontsize=7)
+        ax.set_xlim(-0.8, max(len(group.labels), 2) - 0.2)
         ax.set_ylim(0, 118)
         ax.set_ylabel("success rate (%)")
         ax.set_title(f"{group.suite}", fontsize=9)
