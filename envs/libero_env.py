@@ -41,9 +41,9 @@ def _benchmark(suite: str, assets_dir: str | None) -> Any:
 def load_init_states(suite: str, task_id: int, assets_dir: str | None = None) -> np.ndarray:
     """The fixed init states of a task: ``float64 [50, S]`` flattened MuJoCo states."""
     import torch  # noqa: PLC0415
-    from libero.libero import get_libero_path  # noqa: PLC0415
 
-    bench = _benchmark(suite, assets_dir)
+    bench = _benchmark(suite, assets_dir)  # first: prepares LIBERO's config (no interactive prompt)
+    from libero.libero import get_libero_path  # noqa: PLC0415
     task = bench.get_task(task_id)
     path = os.path.join(get_libero_path("init_states"), task.problem_folder, task.init_states_file)
     return np.asarray(torch.load(path, weights_only=False))
