@@ -127,3 +127,13 @@ def test_run_stops_when_more_than_ten_percent_crash(tmp_path):
                              error="WorkerCrashed: no reply", crashed=True))
     with pytest.raises(TooManyCrashesError, match=r"3 of 20 episodes crashed.*run the same command again"):
         _check_crashes(log, planned)
+
+
+def test_random_init_encoder_is_labelled_in_summary():
+    res = build_results(_episodes(), suite="robosuite_lift", encoder="two_stream", policy="bc_mlp",
+                        tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={}, versions={}, git={"commit": "abc"},
+                        selection={}, extra={"encoder_source": {"random_init": True, "source": "random",
+                                                                "selected": "explicit"}})
+    validate_results(res)
+    assert res["encoder_source"]["random_init"] is True
+    assert "**Random-init encoder (control)" in summary_markdown(res)
