@@ -198,9 +198,20 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     """Run (or resume) one evaluation; returns the validated ``results.json`` dict (``None`` for
     ``dry_run``).
 
+    Inputs are validated before anything is written to ``out_dir``: the encoder weights
+    (:mod:`avbr.eval.rollouts.encoder_source`), the demo files (generated when missing,
+    :mod:`avbr.eval.rollouts.demo_supply`) and the held-out check of their scenes
+    (:mod:`avbr.eval.rollouts.heldout`).
+
     Args:
         cfg: an :class:`EvalConfig`-shaped OmegaConf node (or dataclass).
         out_dir: output folder.
+
+    Raises:
+        EncoderSourceError: ``encoder.source`` unset and no pretraining export to use.
+        DemosNotFoundError: demos missing and not generated.
+        EvalScenesInDemosError: demos start from the evaluation's init states.
+        TooManyCrashesError: more than 10% of the planned episodes crashed.
     """
     config = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
                                     resolve=True)
