@@ -74,7 +74,7 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     """Run the experts and write the demo files; returns the per-task summary."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    suite = suite_config_from(cfg.suite)
+    suite = cfg.suite if isinstance(cfg.suite, SuiteConfig) else suite_config_from(cfg.suite)
     if not suite.render:
         raise ValueError("demo files need camera images: set suite.render=true")
     out_dir = Path(cfg.out) / suite.name
