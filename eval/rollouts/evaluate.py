@@ -126,12 +126,12 @@ class TooManyCrashesError(RuntimeError):
     """More than :data:`~avbr.eval.rollouts.results.CRASH_LIMIT` of the episodes crashed."""
 
 
-def _check_crashes(log: EpisodeLog, planned: set[tuple[int, int, int]]) -> None:
-    crashed = [e for e in log.results() if e.key in planned and e.crashed]
-    if len(crashed) > CRASH_LIMIT * len(planned):
+def _check_crashes(crashed: list[EpisodeResult], planned: int) -> None:
+    """Stop when more than :data:`CRASH_LIMIT` of the ``planned`` episodes are in ``crashed``."""
+    if len(crashed) > CRASH_LIMIT * planned:
         last = (crashed[-1].error or "").strip().splitlines()
         raise TooManyCrashesError(
-            f"{len(crashed)} of {len(planned)} episodes crashed (simulator exception or dead worker; more than "
+            f"{len(crashed)} of {planned} episodes crashed (simulator exception or dead worker; more than "
             f"{CRASH_LIMIT:.0%}): the infrastructure, not the policy, is failing, so the run stops. Last reason: "
             f"{last[-1] if last else '?'}. Fix the cause and run the same command again: finished episodes are "
             f"kept, crashed ones are retried.")
@@ -279,6 +279,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     log = EpisodeLog(out / "episodes.jsonl")
     planned = {(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])}
     selection: dict[str, Any] = {}
+    crashed_now: list[EpisodeResult] = []  # crashes of this invocation (older ones are being retried)
     rollout_s, env_s, episodes_run = 0.0, 0.0, 0
     timers: dict[str, Any] = {}
     for seed in config["seeds"]:
@@ -318,10 +319,11 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                 path = out / "rollout_features" / f"task{record.task_id:02d}_ep{record.episode:03d}_seed{s}.npz"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(path, **feats, success=record.success)
-            log.append(EpisodeResult(seed=s, task_id=record.task_id, episode=record.episode,
-                                     init_index=record.init_index, success=record.success, length=record.length,
-                                     error=record.error, init_digest=record.init_digest, video=video,
-                                     crashed=record.crashed))
+            result = EpisodeResult(seed=s, task_id=record.task_id, episode=record.episode,
+                                   init_index=record.init_index, success=record.success, length=record.length,
+                                   error=record.error, init_digest=record.init_digest, video=video,
+                                   crashed=record.crashed)
+            log.append(result)
             done = [e for e in log.results() if e.seed == s and not e.crashed]
             if done:
                 wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
@@ -329,7 +331,9 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                 "success" if record.success else "failure")
             print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: {outcome} in {record.length} steps"
                   + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""), flush=True)
-            _check_crashes(log, planned)
+            if record.crashed:
+                crashed_now.append(result)
+                _check_crashes(crashed_now, len(planned))
 
         t2 = time.perf_counter()
         try:
@@ -359,7 +363,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     wb.finish({"success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
                "ci95_high": total["ci95_high"], "episodes": total["episodes"]})
     print(summary_markdown(results), flush=True)
-    _check_crashes(log, planned)
+    _check_crashes([e for e in episodes if e.crashed], len(planned))
     return results
 
 
