@@ -40,12 +40,12 @@ def pretrain_output_root() -> Path:
 
 
 def newest_export(root: Path, name: str) -> Path | None:
-    """The newest ``<root>/<run>/encoder`` whose ``encoder.json`` names model ``name``, or ``None``."""
+    """The newest ``<root>/<run>/encoder`` (absolute) whose ``encoder.json`` names model ``name``, or ``None``."""
     found = []
     for spec in root.glob("*/encoder/encoder.json"):
         try:
             if json.loads(spec.read_text()).get("name") == name and (spec.parent / "encoder.safetensors").is_file():
-                found.append((spec.stat().st_mtime, str(spec.parent)))
+                found.append((spec.stat().st_mtime, str(spec.parent.resolve())))
         except (OSError, json.JSONDecodeError):
             continue
     return Path(max(found)[1]) if found else None
