@@ -4,7 +4,9 @@ Registry names are the Hydra options of ``configs/encoder/`` (``encoder=dinov2_h
 in the family modules (``dinov2``, ``clip``, ``siglip``, ``videomae``, ``r3m``, ``timm_vit``,
 ``ours``), which register themselves when :mod:`avbr.adapters` is imported.
 
-A random-init control of any entry is the same config with ``source: null``.
+A random-init control of any entry is the same config with ``source: null`` or ``source: random``
+(``eval/libero.py`` reads an unset source of our encoders as the newest pretraining export and
+insists on ``random`` for random init: :mod:`avbr.eval.rollouts.encoder_source`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class EncoderConfig:
             raise ValueError(f"encoder.frames must be 'curr' or 'both', got {self.frames!r}")
         if self.img_size is not None and self.img_size <= 0:
             raise ValueError(f"encoder.img_size must be positive, got {self.img_size}")
+        if self.source == "random":
+            self.source = None
 
 
 # The yaml files of configs/encoder/ start with `defaults: [schema, _self_]`: typed, validated fields.

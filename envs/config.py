@@ -127,11 +127,14 @@ class TaskInfo:
 @dataclass(frozen=True)
 class EpisodeSpec:
     """What one episode runs: ``task_id`` from init state ``init_index``; ``episode`` is its
-    position in the run (``j`` of ``episodes_per_task``)."""
+    position in the run (``j`` of ``episodes_per_task``). ``source`` says what ``init_index``
+    is (:mod:`avbr.envs.scenes`): ``eval_init_state`` (a benchmark init state, the default) or
+    ``heldout_seed`` (a seed of the suite's placement sampler, for demonstrations)."""
 
     task_id: int
     init_index: int
     episode: int
+    source: str = "eval_init_state"
 
 
 @dataclass
@@ -143,6 +146,9 @@ class EpisodeRecord:
         success: the simulator's own success check was true at some step.
         length: policy steps taken (settle steps excluded).
         error: ``None``, or the error text (Python traceback, or a worker crash/timeout).
+        crashed: the episode ended on an infrastructure failure (a simulator exception or a
+            dead/silent worker), not on the policy: ``error`` holds the reason.
+        init_source: ``EpisodeSpec.source`` of the episode.
         language: the task instruction.
         init_digest: fingerprint of the MuJoCo state right after the init state was set (before
             settling); equal digests mean equal initial scenes.
@@ -160,9 +166,11 @@ class EpisodeRecord:
     init_digest: str = ""
     frames: np.ndarray | None = None
     data: dict[str, Any] | None = field(default=None, repr=False)
+    crashed: bool = False
+    init_source: str = "eval_init_state"
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable fields (no arrays)."""
         return {"task_id": self.task_id, "init_index": self.init_index, "episode": self.episode,
                 "success": self.success, "length": self.length, "error": self.error,
-                "init_digest": self.init_digest}
+                "init_digest": self.init_digest, "crashed": self.crashed, "init_source": self.init_source}

@@ -12,7 +12,8 @@ Layout (one file per task; ``T`` steps)::
                                                    [AVBR files] avbr_suite, avbr_task_id,
                                                    avbr_obs_alignment
       demo_<i>/                             attrs: num_samples, init_state, model_file,
-                                                   [AVBR files] avbr_init_index
+                                                   [AVBR files] avbr_init_index, init_source,
+                                                   init_seed, init_scene_state
         obs/agentview_rgb     uint8 [T,H,W,3]   as rendered (robomimic: obs/agentview_image)
         obs/eye_in_hand_rgb   uint8 [T,H,W,3]   (robomimic: obs/robot0_eye_in_hand_image)
         obs/ee_states         float64 [T,6]     eef pos (3) + axis-angle (3)
@@ -58,6 +59,13 @@ S444H/openvla @ 8f07da6) skips an action when the norm of its first 6 dimensions
 norm test alone). The rule is applied here to the aligned steps. OpenVLA re-simulates without the
 skipped actions; a stored file cannot be re-simulated, so the kept observation after a dropped
 no-op is the one the original demo recorded after that (motionless) step.
+
+**Where each demo started** (:mod:`avbr.envs.scenes`). Demos are numbered in the order episodes
+finished (``demo_<i>.attrs["avbr_init_index"]`` gives each one's start). ``init_source``
+(``heldout_seed``: a held-out placement-sampler seed, what ``make_demos`` writes; or
+``eval_init_state``), ``init_seed`` (that seed, or the init-state index) and ``init_scene_state``
+(the flattened MuJoCo state right after the reset, before the settle steps, which the evaluation
+compares with its init states).
 """
 
 from __future__ import annotations
@@ -487,6 +495,10 @@ class DemoWriter:
         group.attrs["init_state"] = data["states"][0]
         group.attrs["model_file"] = data["model_file"]
         group.attrs["avbr_init_index"] = record.init_index
+        group.attrs["init_source"] = record.init_source
+        group.attrs["init_seed"] = record.init_index
+        if data.get("init_scene_state") is not None:
+            group.attrs["init_scene_state"] = data["init_scene_state"]
         self.num_demos += 1
         self.total += steps
 

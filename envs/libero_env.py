@@ -5,6 +5,11 @@ their 50 fixed init states are loaded from the package's ``init_files`` (with
 ``torch.load(weights_only=False)``: they are pickled numpy arrays, which torch >= 2.6 refuses to
 load by default), and each task runs in the package's ``ControlEnv`` (``OffScreenRenderEnv`` when
 rendering). Success is the environment's own BDDL goal check.
+
+Held-out scenes (demonstrations): ``reset_heldout(seed)`` seeds numpy through ``ControlEnv.seed``
+(LIBERO's ``seed`` is ``np.random.seed``) and resets, so the task's own BDDL placement samplers
+(robosuite's samplers, drawing from numpy's global generator) place the objects afresh; a scene
+equal to one of the task's 50 init states raises :class:`avbr.envs.scenes.SceneCollision`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from avbr.envs.config import SuiteConfig, TaskInfo
 from avbr.envs.libero_assets import prepare_libero
 from avbr.envs.registry import SuiteSpec, register_suite
+from avbr.envs.scenes import HELDOUT_SEED, SceneCollision, check_source, matching_states
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 NUM_INIT_STATES = 50
@@ -35,9 +41,9 @@ def _benchmark(suite: str, assets_dir: str | None) -> Any:
 def load_init_states(suite: str, task_id: int, assets_dir: str | None = None) -> np.ndarray:
     """The fixed init states of a task: ``float64 [50, S]`` flattened MuJoCo states."""
     import torch  # noqa: PLC0415
-    from libero.libero import get_libero_path  # noqa: PLC0415
 
-    bench = _benchmark(suite, assets_dir)
+    bench = _benchmark(suite, assets_dir)  # first: prepares LIBERO's config (no interactive prompt)
+    from libero.libero import get_libero_path  # noqa: PLC0415
     task = bench.get_task(task_id)
     path = os.path.join(get_libero_path("init_states"), task.problem_folder, task.init_states_file)
     return np.asarray(torch.load(path, weights_only=False))
@@ -77,6 +83,16 @@ class LiberoEnv:
         self.control_env.reset()
         return self.control_env.set_init_state(self.init_states[init_index])
 
+    def reset_heldout(self, seed: int) -> dict[str, np.ndarray]:
+        check_source(HELDOUT_SEED, seed)
+        self.control_env.seed(seed)
+        obs = self.control_env.reset()
+        hits = matching_states(self.env.sim.get_state().flatten(), self.init_states)
+        if hits:
+            raise SceneCollision(f"{self.task.suite} task {self.task.task_id}: held-out seed {seed} sampled "
+                                 f"evaluation init state(s) {hits}; the seed is skipped")
+        return obs
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
         obs, _, _, _ = self.control_env.step(np.asarray(action, dtype=np.float64))
         return obs, bool(self.control_env.check_success())
@@ -108,8 +124,15 @@ def _register(name: str, max_steps: int) -> None:
             raise IndexError(f"suite {name!r} has tasks 0..{len(tasks) - 1}, got task_id={task_id}")
         return LiberoEnv(cfg, tasks[task_id])
 
+    def eval_init_states(cfg: SuiteConfig, task_id: int, indices: list[int]) -> np.ndarray:
+        states = load_init_states(name, task_id, cfg.assets_dir)
+        bad = [i for i in indices if not 0 <= i < len(states)]
+        if bad:
+            raise IndexError(f"{name} task {task_id} has {len(states)} init states; got indices {bad}")
+        return states[indices]
+
     register_suite(SuiteSpec(name=name, backend="libero", default_max_steps=max_steps,
-                             list_tasks=list_tasks, build_env=build_env))
+                             list_tasks=list_tasks, build_env=build_env, eval_init_states=eval_init_states))
 
 
 # Max policy steps: OpenVLA's values (LeRobot uses 280 for libero_spatial).

@@ -8,7 +8,7 @@ episode length. Entries are registered by :mod:`avbr.envs.libero_env` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +31,10 @@ class SimEnv(Protocol):
     def reset(self, init_index: int) -> dict[str, np.ndarray]:
         """Put the scene in init state ``init_index``; return the raw observation."""
 
+    def reset_heldout(self, seed: int) -> dict[str, np.ndarray]:
+        """Draw a held-out scene with the suite's placement sampler seeded by ``seed``
+        (``>= avbr.envs.scenes.HELDOUT_SEED_BASE``); return the raw observation."""
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
         """Apply one 7-D action; return ``(raw observation, success)``."""
 
@@ -51,6 +55,9 @@ class SuiteSpec:
         default_max_steps: policy steps per episode when ``SuiteConfig.max_steps`` is ``None``.
         list_tasks: ``cfg -> [TaskInfo]`` (may import the simulator package).
         build_env: ``(cfg, task_id) -> SimEnv``; called inside a worker process.
+        eval_init_states: ``(cfg, task_id, indices) -> float64 [N, S]``, the flattened MuJoCo
+            states of evaluation init states ``indices`` (before settling), for the held-out
+            check of demos (:mod:`avbr.envs.scenes`).
     """
 
     name: str
@@ -58,6 +65,7 @@ class SuiteSpec:
     default_max_steps: int
     list_tasks: Callable[[SuiteConfig], list[TaskInfo]]
     build_env: Callable[[SuiteConfig, int], SimEnv]
+    eval_init_states: Callable[[SuiteConfig, int, Sequence[int]], np.ndarray]
 
 
 _SUITES: dict[str, SuiteSpec] = {}
@@ -102,3 +110,8 @@ def list_tasks(cfg: SuiteConfig) -> list[TaskInfo]:
 def build_env(cfg: SuiteConfig, task_id: int) -> SimEnv:
     """Build one simulator for ``task_id`` (call inside a worker)."""
     return get_suite(cfg.name).build_env(cfg, task_id)
+
+
+def eval_init_states(cfg: SuiteConfig, task_id: int, indices: Sequence[int]) -> np.ndarray:
+    """Flattened MuJoCo states ``float64 [N, S]`` of evaluation init states ``indices`` of a task."""
+    return get_suite(cfg.name).eval_init_states(cfg, task_id, list(indices))

@@ -6,6 +6,10 @@ seeding numpy's global generator with ``j`` (robosuite 1.4's placement samplers,
 initialisation noise and the object sizes draw from ``np.random``), so episode ``j`` is
 reproducible. This needs ``hard_reset=True`` (robosuite's default): object sizes are drawn when
 the model is built, and only a hard reset rebuilds it after the seed.
+
+Held-out scenes (demonstrations) are the same sampler with seeds from
+``avbr.envs.scenes.HELDOUT_SEED_BASE`` on; evaluation init indices are refused there, so the
+two seed ranges are disjoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from avbr.envs.config import SuiteConfig, TaskInfo
 from avbr.envs.registry import SuiteSpec, register_suite
+from avbr.envs.scenes import EVAL_INIT_STATE, HELDOUT_SEED, check_source
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 
@@ -55,7 +60,13 @@ class RobosuiteEnv:
         self.env = robosuite.make(env_name, **self.env_kwargs)
 
     def reset(self, init_index: int) -> dict[str, np.ndarray]:
+        check_source(EVAL_INIT_STATE, init_index)
         np.random.seed(init_index)
+        return self.env.reset()
+
+    def reset_heldout(self, seed: int) -> dict[str, np.ndarray]:
+        check_source(HELDOUT_SEED, seed)
+        np.random.seed(seed)
         return self.env.reset()
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
@@ -84,8 +95,22 @@ def _register(name: str, task: RobosuiteTask, max_steps: int) -> None:
             raise IndexError(f"suite {name!r} has one task (task_id 0), got task_id={task_id}")
         return RobosuiteEnv(cfg, list_tasks(cfg)[0], task.env_name)
 
+    def eval_init_states(cfg: SuiteConfig, task_id: int, indices: list[int]) -> np.ndarray:
+        # Simulated: one hard reset per seed, without cameras (~0.3-1 s each on a CPU).
+        from dataclasses import replace  # noqa: PLC0415
+
+        env = build_env(replace(cfg, render=False), task_id)
+        try:
+            states = []
+            for i in indices:
+                env.reset(i)
+                states.append(env.env.sim.get_state().flatten())
+        finally:
+            env.close()
+        return np.stack(states) if states else np.zeros((0, 0))
+
     register_suite(SuiteSpec(name=name, backend="robosuite", default_max_steps=max_steps,
-                             list_tasks=list_tasks, build_env=build_env))
+                             list_tasks=list_tasks, build_env=build_env, eval_init_states=eval_init_states))
 
 
 # Episode lengths: robomimic's rollout horizon (400) for the two pick tasks; Lift needs far fewer.

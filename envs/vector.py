@@ -5,7 +5,8 @@ Layers, bottom up:
 * :class:`WorkerPool` -- ``N`` spawned worker processes (:mod:`avbr.envs.worker`), each owning one
   simulator. A worker that dies (segfault, OOM kill, ``os.kill``) or stays silent longer than
   ``SuiteConfig.step_timeout_s`` is replaced by a fresh one; the call raises
-  :class:`WorkerCrashed` so the caller can record the episode as failed.
+  :class:`WorkerCrashed` so the caller can record the episode as ``crashed`` (an
+  infrastructure failure, like a simulator exception, not a policy failure).
 * :class:`VectorEnv` -- gymnasium-style batch interface over the pool: ``reset(env_ids, specs)``
   and ``step(env_ids, actions)`` on any subset of envs, always returning the fixed structure
   :class:`VecStep` with observations from :func:`avbr.envs.observations.stack_obs`.
@@ -350,7 +351,7 @@ def run_episodes(cfg: SuiteConfig, policy: Policy,
         record = EpisodeRecord(task_id=run.spec.task_id, init_index=run.spec.init_index,
                                episode=run.spec.episode, success=success, length=run.steps,
                                error=error, language=infos[run.spec.task_id].language,
-                               init_digest=run.digest,
+                               init_digest=run.digest, crashed=error is not None,  # env errors only
                                frames=np.stack(run.frames) if record_frames and run.frames else None)
         records.append(record)
         if on_episode is not None:

@@ -8,8 +8,9 @@ reply, ``("ok", result)`` or ``("error", traceback)``; after an error the simula
 rebuilt for the next episode.
 
 Commands:
-    ``start(spec)``  -> ``(obs, init_digest)``: reset to init state ``spec.init_index``, run the
-        settle steps, return the converted first observation.
+    ``start(spec)``  -> ``(obs, init_digest)``: reset to init state ``spec.init_index`` (or, for
+        ``spec.source == "heldout_seed"``, to the held-out scene of that seed), run the settle
+        steps, return the converted first observation.
     ``step(action)`` -> ``(obs, success)``: one policy step (``action`` float ``[7]``).
     ``expert(spec, record)`` -> :class:`EpisodeRecord`: a whole episode of the task's scripted
         expert, inside the worker; with ``record`` the per-step arrays of the demo file layout.
@@ -30,6 +31,7 @@ from avbr.envs.config import ACTION_DIM, EpisodeRecord, EpisodeSpec, SuiteConfig
 from avbr.envs.observations import convert_obs, quat_to_axis_angle
 from avbr.envs.registry import SimEnv, build_env, max_steps
 from avbr.envs.renderer import configure_renderer, gl_vendor
+from avbr.envs.scenes import HELDOUT_SEED
 
 
 def state_digest(state: np.ndarray) -> str:
@@ -44,6 +46,7 @@ class EpisodeRunner:
         self.cfg = cfg
         self.env: SimEnv | None = None
         self.raw: dict[str, np.ndarray] | None = None
+        self.init_state: np.ndarray | None = None
 
     def _env_for(self, task_id: int) -> SimEnv:
         if self.env is not None and self.env.task.task_id != task_id:
@@ -62,8 +65,9 @@ class EpisodeRunner:
 
     def start(self, spec: EpisodeSpec) -> tuple[dict[str, np.ndarray], str]:
         env = self._env_for(spec.task_id)
-        raw = env.reset(spec.init_index)
-        digest = state_digest(env.env.sim.get_state().flatten())
+        raw = env.reset_heldout(spec.init_index) if spec.source == HELDOUT_SEED else env.reset(spec.init_index)
+        self.init_state = env.env.sim.get_state().flatten()
+        digest = state_digest(self.init_state)
         settle = np.asarray(self.cfg.settle_action, dtype=np.float64)
         for _ in range(self.cfg.num_settle_steps):
             raw, _ = env.step(settle)
@@ -98,9 +102,10 @@ class EpisodeRunner:
             data = {key: np.stack(values) for key, values in steps.items()}
             data["attrs"] = env.demo_attrs()
             data["model_file"] = env.env.sim.model.get_xml()
+            data["init_scene_state"] = self.init_state
         return EpisodeRecord(task_id=spec.task_id, init_index=spec.init_index, episode=spec.episode,
                              success=success, length=length, language=env.task.language,
-                             init_digest=digest, data=data)
+                             init_digest=digest, data=data, init_source=spec.source)
 
 
 def joint_positions(env: SimEnv) -> np.ndarray:

@@ -3,14 +3,19 @@
     python eval/report.py 'runs=[/tmp/runs/lift/two_stream,/tmp/runs/lift/dinov2]' out=reports/eval
     python eval/report.py 'runs=[/tmp/runs/*/*]' out=reports/eval      # glob patterns work
 
-Each run is an ``eval/libero.py`` output folder (its ``results.json`` is validated). Writes into
+Each run is an ``eval/libero.py`` output folder (its ``results.json`` is validated). Runs of one
+suite share a table only when they share tasks, demo files (sha256), episodes per task, seeds,
+camera size and episode protocol; otherwise the report is refused naming the differing keys
+(``allow_unequal=true`` reports anyway, the differences printed above the tables). Writes into
 ``out``:
 
-* ``report.md`` -- success per encoder x suite (rate, Wilson 95% interval, episodes, seeds), the
-  chart, links to every run's videos, and the config keys that differ between runs;
+* ``report.md`` -- per suite: a per-task table (rate, Wilson 95% interval, successes/episodes), the
+  suite row, crashed counts, paired comparisons of every two runs over the same episodes (exact
+  McNemar p, paired bootstrap 95% interval of the difference); the chart, links to every run's
+  videos, and the config keys that differ between runs;
 * ``report.html`` -- the same, self-contained (the chart inlined as base64 PNG; videos linked);
-* ``success.png`` -- grouped bars (one group per suite, one bar per encoder) with the Wilson
-  intervals as error bars.
+* ``success.png`` -- one panel per suite, one bar per run, Wilson 95% error bars, ``s/n`` and the
+  interval written on each bar, small-n bars hatched, random-init encoders in red.
 """
 
 import os
@@ -26,7 +31,7 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from avbr.eval.reporting.compare import ReportConfig, build_report  # noqa: E402
+from avbr.eval.reporting.compare import IncomparableRunsError, ReportConfig, build_report  # noqa: E402
 
 ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 
@@ -34,7 +39,10 @@ ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="report")
 def main(cfg: Any) -> None:
     """Hydra entry point: build the report and print where it is."""
-    paths = build_report(OmegaConf.to_object(cfg))
+    try:
+        paths = build_report(OmegaConf.to_object(cfg))
+    except IncomparableRunsError as exc:
+        sys.exit(f"eval/report.py: {exc}")
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 

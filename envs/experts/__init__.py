@@ -50,6 +50,13 @@ def register_expert(suite: str) -> Callable[[Callable[[SimEnv], Expert]], Callab
     return wrap
 
 
+def expert_suites() -> list[str]:
+    """Suites with a registered scripted expert (some of their tasks may still be unsupported)."""
+    from avbr.envs.experts import libero_experts, robosuite_experts  # noqa: F401,PLC0415
+
+    return sorted(_EXPERTS)
+
+
 def make_expert(suite: str, sim_env: SimEnv) -> Expert:
     """The scripted expert for the current episode of ``sim_env`` (call right after reset).
 

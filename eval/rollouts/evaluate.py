@@ -17,6 +17,7 @@ Output folder::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,9 +31,13 @@ from omegaconf import OmegaConf
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
+from avbr.envs.scenes import HELDOUT_SEED_BASE
+from avbr.eval.rollouts.demo_supply import ensure_demos
+from avbr.eval.rollouts.encoder_source import EncoderSourceError, resolve_encoder_source
+from avbr.eval.rollouts.heldout import check_heldout
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 from avbr.provenance import code_provenance
-from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
+from avbr.eval.rollouts.results import (CRASH_LIMIT, EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
 from avbr.eval.rollouts.rollout import EncoderPolicy
 from avbr.eval.rollouts.videos import video_name, write_video
@@ -117,9 +122,33 @@ class ResumeMismatchError(RuntimeError):
     """The output folder holds a run with a different configuration."""
 
 
+class TooManyCrashesError(RuntimeError):
+    """More than :data:`~avbr.eval.rollouts.results.CRASH_LIMIT` of the episodes crashed."""
+
+
+def _check_crashes(crashed: list[EpisodeResult], planned: int) -> None:
+    """Stop when more than :data:`CRASH_LIMIT` of the ``planned`` episodes are in ``crashed``."""
+    if len(crashed) > CRASH_LIMIT * planned:
+        last = (crashed[-1].error or "").strip().splitlines()
+        raise TooManyCrashesError(
+            f"{len(crashed)} of {planned} episodes crashed (simulator exception or dead worker; more than "
+            f"{CRASH_LIMIT:.0%}): the infrastructure, not the policy, is failing, so the run stops. Last reason: "
+            f"{last[-1] if last else '?'}. Fix the cause and run the same command again: finished episodes are "
+            f"kept, crashed ones are retried.")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in config.items() if k not in _RESUME_FREE}
-    kept["demos"] = {k: v for k, v in kept.get("demos", {}).items() if k != "cache_dir"}
+    kept["demos"] = {k: v for k, v in kept.get("demos", {}).items()
+                     if k not in ("cache_dir", "generate", "generate_per_task", "allow_eval_scenes")}
     kept["encoder"] = {k: v for k, v in (kept.get("encoder") or {}).items() if k != "device"}
     return kept
 
@@ -169,9 +198,20 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     """Run (or resume) one evaluation; returns the validated ``results.json`` dict (``None`` for
     ``dry_run``).
 
+    Inputs are validated before anything is written to ``out_dir``: the encoder weights
+    (:mod:`avbr.eval.rollouts.encoder_source`), the demo files (generated when missing,
+    :mod:`avbr.eval.rollouts.demo_supply`) and the held-out check of their scenes
+    (:mod:`avbr.eval.rollouts.heldout`).
+
     Args:
         cfg: an :class:`EvalConfig`-shaped OmegaConf node (or dataclass).
         out_dir: output folder.
+
+    Raises:
+        EncoderSourceError: ``encoder.source`` unset and no pretraining export to use.
+        DemosNotFoundError: demos missing and not generated.
+        EvalScenesInDemosError: demos start from the evaluation's init states.
+        TooManyCrashesError: more than 10% of the planned episodes crashed.
     """
     config = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
                                     resolve=True)
@@ -188,6 +228,10 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     if unknown:
         raise KeyError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}")
     tasks = [all_tasks[t] for t in task_ids]
+    eval_indices = [suite.init_state_offset + j for j in range(config["episodes_per_task"])]
+    if eval_indices and eval_indices[-1] >= HELDOUT_SEED_BASE:
+        raise ValueError(f"evaluation init states reach {eval_indices[-1]}, but indices from {HELDOUT_SEED_BASE} on "
+                         f"are held-out demo seeds: lower suite.init_state_offset or episodes_per_task")
     if config["dry_run"]:
         for t in tasks:
             print(f"[dry run] {suite.name} task {t.task_id}: {t.language} ({t.num_init_states or 'any'} init states)")
@@ -198,20 +242,34 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                 print(f"[dry run] demos of task {task_id}: {path}")
         except DemosNotFoundError as exc:
             print(f"[dry run] {exc}")
+        try:
+            print(f"[dry run] encoder weights: {resolve_encoder_source(config['encoder'])[1]['source']}")
+        except EncoderSourceError as exc:
+            print(f"[dry run] {exc}")
         return None
+    # Validate every input before anything is written, so a failed start never blocks the
+    # corrected command (the resume fingerprint is written only after this).
+    encoder_cfg, encoder_source = resolve_encoder_source(config["encoder"])
+    config["encoder"]["source"] = encoder_source["source"]  # resolved weights: fingerprint and results
+    files = ensure_demos(demo_cfg, suite, tasks, config["workers"])
+    print(f"[eval] checking the demos' first scenes against {len(eval_indices)} evaluation init state(s) per task",
+          flush=True)
+    heldout = check_heldout(suite, files, eval_indices, demo_cfg.allow_eval_scenes)
+    print(f"[eval] held-out scenes: {heldout['overlapping_demos']} of {heldout['demos_checked']} demos start from an "
+          f"evaluation init state (demo sources: {heldout['sources']})", flush=True)
+    extra = {"encoder_source": encoder_source, "heldout": heldout,
+             "demo_files": {str(t): {"file": path.name, "sha256": _sha256(path)} for t, path in sorted(files.items())}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, config)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
     timing: dict[str, Any] = {}
 
-    files = find_demo_files(demo_cfg, suite.name, tasks)  # fails early, before any heavy work
-
     encoder_name = config["encoder"]["name"]
     run_name = f"{suite.name}-{encoder_name}-{policy_cfg.name}"
     wb = _Wandb(wandb_cfg, out, config, run_name)
     t0 = time.perf_counter()
-    encoder = _build_encoder(config["encoder"], config["encoder_seed"])
+    encoder = _build_encoder(encoder_cfg, config["encoder_seed"])
     demos, demo_info = load_demos(demo_cfg, files, task_ids, encoder, config["encoder"], spec,
                                   suite.camera_size, config["encode_batch_size"], flip_images=suite.flip_images)
     timing["demo_features_s"] = round(time.perf_counter() - t0, 2)
@@ -219,7 +277,9 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
           f"cache), feature dim {demos[0].features.shape[1]}", flush=True)
 
     log = EpisodeLog(out / "episodes.jsonl")
+    planned = {(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])}
     selection: dict[str, Any] = {}
+    crashed_now: list[EpisodeResult] = []  # crashes of this invocation (older ones are being retried)
     rollout_s, env_s, episodes_run = 0.0, 0.0, 0
     timers: dict[str, Any] = {}
     for seed in config["seeds"]:
@@ -259,14 +319,21 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                 path = out / "rollout_features" / f"task{record.task_id:02d}_ep{record.episode:03d}_seed{s}.npz"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(path, **feats, success=record.success)
-            log.append(EpisodeResult(seed=s, task_id=record.task_id, episode=record.episode,
-                                     init_index=record.init_index, success=record.success, length=record.length,
-                                     error=record.error, init_digest=record.init_digest, video=video))
-            done = [e for e in log.results() if e.seed == s]
-            wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
-            print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: "
-                  f"{'success' if record.success else 'failure'} in {record.length} steps"
+            result = EpisodeResult(seed=s, task_id=record.task_id, episode=record.episode,
+                                   init_index=record.init_index, success=record.success, length=record.length,
+                                   error=record.error, init_digest=record.init_digest, video=video,
+                                   crashed=record.crashed)
+            log.append(result)
+            done = [e for e in log.results() if e.seed == s and not e.crashed]
+            if done:
+                wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
+            outcome = "CRASHED (infrastructure; not counted, retried on resume)" if record.crashed else (
+                "success" if record.success else "failure")
+            print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: {outcome} in {record.length} steps"
                   + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""), flush=True)
+            if record.crashed:
+                crashed_now.append(result)
+                _check_crashes(crashed_now, len(planned))
 
         t2 = time.perf_counter()
         try:
@@ -279,11 +346,11 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
         rollout_s += time.perf_counter() - t2
         timers[str(seed)] = policy.timers.as_dict()
 
-    planned = {(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])}
     episodes = [e for e in log.results() if e.key in planned]
     results = build_results(episodes, suite=suite.name, encoder=encoder_name, policy=policy_cfg.name,
                             tasks={t.task_id: t.language for t in tasks}, seeds=config["seeds"],
-                            config=config, provenance=code_provenance(), selection=selection)
+                            config=config, provenance=code_provenance(), selection=selection,
+                            extra=extra)
     validate_results(results)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     write_csv(results, out / "results.csv")
@@ -296,6 +363,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     wb.finish({"success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
                "ci95_high": total["ci95_high"], "episodes": total["episodes"]})
     print(summary_markdown(results), flush=True)
+    _check_crashes([e for e in episodes if e.crashed], len(planned))
     return results
 
 

@@ -62,6 +62,12 @@ class DemoConfig:
             train.
         alignment: ``auto`` (recorded in / detected from the file) or an
             :data:`avbr.envs.demos.ALIGNMENTS` name to override it.
+        generate: ``auto``: tasks without a demo file get scripted demos from held-out scenes,
+            written into ``dir`` (suites with a scripted expert;
+            :mod:`avbr.eval.rollouts.demo_supply`); ``never``: stop with instructions instead.
+        generate_per_task: scripted episodes attempted per task when generating.
+        allow_eval_scenes: run even when demos start from the evaluation's own init states
+            (:mod:`avbr.eval.rollouts.heldout`; ``results.json`` records the overlap either way).
     """
 
     dir: str = "data/demos"
@@ -69,10 +75,17 @@ class DemoConfig:
     cache_dir: str | None = "~/.cache/avbr/features"
     drop_noops: bool = True
     alignment: str = "auto"
+    generate: str = "auto"
+    generate_per_task: int = 50
+    allow_eval_scenes: bool = False
 
     def __post_init__(self) -> None:
         if self.max_per_task is not None and self.max_per_task < 1:
             raise ValueError(f"demos.max_per_task must be >= 1 or null, got {self.max_per_task}")
+        if self.generate not in ("auto", "never"):
+            raise ValueError(f"demos.generate must be auto or never, got {self.generate!r}")
+        if self.generate_per_task < 1:
+            raise ValueError(f"demos.generate_per_task must be >= 1, got {self.generate_per_task}")
         self.read_options(True)  # validates `alignment`
 
     def read_options(self, flip_images: bool) -> DemoReadOptions:

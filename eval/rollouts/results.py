@@ -15,6 +15,11 @@ Files in a run's output folder:
 Success rates are reported with Wilson score 95% intervals (Wilson 1927; the interval LeRobot
 and most robot-learning papers quote for binomial success counts), which stay inside [0, 1] and
 behave at 0/N and N/N where the normal approximation does not.
+
+Crashed episodes (``crashed``: the simulator raised or its worker died; infrastructure, not the
+policy) are not failures: they are left out of every success count, listed under ``crashes``,
+counted per task and suite, and retried when the run is resumed (:class:`EpisodeLog` does not
+count them as done).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ SCHEMA_VERSION = 2
 Z_95 = 1.959963984540054
 #: Keys of one line of ``episodes.jsonl`` (and of ``results.json["episodes"][i]``).
 EPISODE_KEYS = ("seed", "task_id", "episode", "init_index", "success", "length", "error",
-                "init_digest", "video")
+                "init_digest", "video", "crashed")
+#: A run stops once more than this fraction of its planned episodes crashed.
+CRASH_LIMIT = 0.10
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -72,9 +79,10 @@ class EpisodeResult:
         init_index: init state the episode started from.
         success: the simulator's success check held at some step.
         length: policy steps taken (settle steps excluded).
-        error: ``None`` or the error text (the episode counts as a failure).
+        error: ``None`` or the error text.
         init_digest: fingerprint of the initial MuJoCo state.
         video: file name of the episode's video inside ``videos/``, or ``None``.
+        crashed: an infrastructure failure (``error`` says which); not a success or failure.
     """
 
     seed: int
@@ -86,6 +94,7 @@ class EpisodeResult:
     error: str | None = None
     init_digest: str = ""
     video: str | None = None
+    crashed: bool = False
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -120,13 +129,14 @@ class EpisodeLog:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break
-            result = EpisodeResult(**{k: row[k] for k in EPISODE_KEYS})
+            result = EpisodeResult(**{k: row[k] for k in EPISODE_KEYS if k in row})
             self._done[result.key] = result
             offset += len(line)
         self._valid_bytes = offset
 
     def __contains__(self, key: tuple[int, int, int]) -> bool:
-        return key in self._done
+        """Whether ``key`` finished (a crashed episode is not finished: it is run again)."""
+        return key in self._done and not self._done[key].crashed
 
     def __len__(self) -> int:
         return len(self._done)
@@ -136,8 +146,9 @@ class EpisodeLog:
         return [self._done[k] for k in sorted(self._done)]
 
     def append(self, result: EpisodeResult) -> None:
-        """Write one episode and flush it to disk (a later duplicate of its key raises)."""
-        if result.key in self._done:
+        """Write one episode and flush it to disk (a duplicate of a finished key raises; a
+        crashed one is superseded)."""
+        if result.key in self:
             raise ValueError(f"episode {result.key} (seed, task, episode) is already logged in {self.path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "r+b" if self.path.exists() else "wb") as f:
@@ -158,7 +169,8 @@ def _rate(successes: int, n: int) -> dict[str, Any]:
 
 def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str, policy: str,
                   tasks: Mapping[int, str], seeds: Sequence[int], config: Mapping[str, Any],
-                  provenance: Mapping[str, Any], selection: Mapping[str, Any]) -> dict[str, Any]:
+                  provenance: Mapping[str, Any], selection: Mapping[str, Any],
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Assemble ``results.json`` (schema :data:`SCHEMA_VERSION`) from the episode log.
 
     Args:
@@ -170,7 +182,11 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
         provenance: :func:`avbr.provenance.code_provenance` (``git``, ``package``, ``versions``;
             no clock or host, so a resumed run writes the same file).
         selection: how the policy head was chosen, per seed (epoch, val loss); never rollouts.
+        extra: further top-level fields (``encoder_source``: random init or which weights;
+            ``heldout``: the demo/eval scene overlap check).
     """
+    crashes = [e for e in episodes if e.crashed]
+    episodes = [e for e in episodes if not e.crashed]
     by_task: dict[int, list[EpisodeResult]] = {t: [] for t in tasks}
     for ep in episodes:
         by_task.setdefault(ep.task_id, []).append(ep)
@@ -181,19 +197,23 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
                          "seeds": sorted({e.seed for e in eps}),
                          "mean_length": sum(e.length for e in eps) / len(eps) if eps else 0.0,
                          "errors": sum(e.error is not None for e in eps),
+                         "crashed": sum(e.task_id == task_id for e in crashes),
                          **_rate(sum(e.success for e in eps), len(eps))})
     total = _rate(sum(e.success for e in episodes), len(episodes))
     return {
         "schema_version": SCHEMA_VERSION,
         "suite": suite, "encoder": encoder, "policy": policy,
         "seeds": list(seeds),
-        "suite_success": {**total, "tasks": len(per_task),
+        "suite_success": {**total, "tasks": len(per_task), "crashed": len(crashes),
                           "mean_task_success": (sum(t["success_rate"] for t in per_task) / len(per_task)
                                                 if per_task else 0.0)},
         "per_task": per_task,
         "episodes": [asdict(e) for e in sorted(episodes, key=lambda e: e.key)],
+        "crashes": [{k: asdict(e)[k] for k in ("seed", "task_id", "episode", "init_index", "error")}
+                    for e in sorted(crashes, key=lambda e: e.key)],
         "selection": dict(selection),
         "config": dict(config), "provenance": dict(provenance),
+        **dict(extra or {}),
     }
 
 
@@ -251,6 +271,8 @@ def validate_results(results: Mapping[str, Any]) -> None:
     _check_fields(results, _TOP, "results")
     for i, ep in enumerate(results["episodes"]):
         _check_fields(ep, _EPISODE, f"episodes[{i}]")
+        if ep.get("crashed"):
+            raise ResultsSchemaError(f"episodes[{i}] is crashed; crashed episodes belong in results.crashes")
     _check_rate(results["suite_success"], "suite_success")
     counted = {}
     for i, task in enumerate(results["per_task"]):
@@ -321,22 +343,41 @@ def format_rate(rate: Mapping[str, Any]) -> str:
 def summary_markdown(results: Mapping[str, Any]) -> str:
     """A markdown summary: header, per-task table and the suite row."""
     total = results["suite_success"]
-    lines = [f"# {results['suite']} / {results['encoder']} / {results['policy']}", "",
+    source = results.get("encoder_source") or {}
+    lines = [f"# {results['suite']} / {results['encoder']} / {results['policy']}", ""]
+    if source.get("random_init"):
+        lines += ["**Random-init encoder (control): no pretrained weights were used.**", ""]
+    elif source:
+        lines += [f"Encoder weights: `{source['source']}`"
+                  + (" (newest pretraining export, encoder.source unset)" if source.get("selected") == "newest_export"
+                     else ""), ""]
+    lines += [
              f"Suite success: **{format_rate(total)}** over {total['episodes']} episodes, "
              f"{total['tasks']} task(s), seeds {results['seeds']} (Wilson 95% interval). "
              f"Code {describe_commit(results['provenance'])}.",
              "", "Policy head chosen on held-out demo validation loss (never on rollouts): "
              + ", ".join(f"seed {s}: epoch {v['epoch']}, {v['criterion']} "
                          f"{'n/a' if v['val_loss'] is None else format(v['val_loss'], '.4f')}"
-                         for s, v in results["selection"].items()), "",
-             "| task | instruction | success | 95% CI | episodes | mean length | errors |",
-             "|---:|---|---:|---|---:|---:|---:|"]
+                         for s, v in results["selection"].items()), ""]
+    heldout = results.get("heldout")
+    if heldout:
+        lines += [f"Held-out scenes: {heldout['overlapping_demos']} of {heldout['demos_checked']} demos start from "
+                  f"an evaluation init state" + (" (**allowed by demos.allow_eval_scenes: scores include training "
+                                                 "scenes**)" if heldout["overlapping_demos"] else "") + ".", ""]
+    if results.get("crashes"):
+        lines += [f"Crashed (infrastructure, not counted as failures; retried on resume): "
+                  f"{len(results['crashes'])} episode(s): "
+                  + "; ".join(f"seed {c['seed']} task {c['task_id']} episode {c['episode']}: "
+                              f"{(c['error'] or '').strip().splitlines()[-1][:120] if c['error'] else '?'}"
+                              for c in results["crashes"][:5]), ""]
+    lines += ["| task | instruction | success | 95% CI | episodes | mean length | crashed |",
+              "|---:|---|---:|---|---:|---:|---:|"]
     for t in results["per_task"]:
         lines.append(f"| {t['task_id']} | {t['language']} | {_pct(t['success_rate'])}% | "
                      f"[{_pct(t['ci95_low'])}, {_pct(t['ci95_high'])}] | {t['episodes']} | "
-                     f"{t['mean_length']:.1f} | {t['errors']} |")
+                     f"{t['mean_length']:.1f} | {t.get('crashed', 0)} |")
     lines.append(f"| ALL | | {_pct(total['success_rate'])}% | [{_pct(total['ci95_low'])}, "
-                 f"{_pct(total['ci95_high'])}] | {total['episodes']} | | |")
+                 f"{_pct(total['ci95_high'])}] | {total['episodes']} | | {total.get('crashed', 0)} |")
     return "\n".join(lines) + "\n"
 
 

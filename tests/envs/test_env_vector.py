@@ -88,7 +88,7 @@ def test_init_states_do_not_depend_on_finishing_order() -> None:
     assert [r.init_digest for r in batched] == [r.init_digest for r in ordered]
 
 
-def test_killed_worker_is_replaced_and_episode_fails() -> None:
+def test_killed_worker_is_replaced_and_episode_recorded_crashed() -> None:
     cfg = SuiteConfig(name="robosuite_lift", render=False, max_steps=8, step_timeout_s=60)
     venv = VectorEnv(cfg, 2)
     killed: list[int] = []
@@ -107,6 +107,7 @@ def test_killed_worker_is_replaced_and_episode_fails() -> None:
         venv.close()
     failed = [r for r in records if r.error]
     assert len(failed) == 1 and "died" in failed[0].error and not failed[0].success
+    assert failed[0].crashed and not any(r.crashed for r in records if r is not failed[0])  # infrastructure
     assert failed[0].episode == 0 and failed[0].length == 4
     assert all(r.error is None and r.length == 8 for r in records if r is not failed[0])
     assert len(records) == 4

@@ -11,8 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from avbr.envs import SuiteConfig, run_episodes
+from avbr.envs import EpisodeSpec, SuiteConfig, run_episodes
 from avbr.envs.demos import DemoReadOptions, demo_keys, read_demo
+from avbr.envs.scenes import HELDOUT_SEED, HELDOUT_SEED_BASE
 from env_policies import ZeroPolicy
 
 pytestmark = pytest.mark.slow
@@ -59,14 +60,40 @@ def test_make_demos_robosuite_lift_roundtrip(tmp_path: Path) -> None:
     item = dataset[0]
     assert item["obs"]["agentview_rgb"].shape == (10, 3, 64, 64) and item["actions"].shape == (10, 7)
 
+    # Demos start from held-out scenes (seeds from HELDOUT_SEED_BASE), and say so.
+    with h5py.File(path, "r") as f:
+        starts = sorted((f["data"][k].attrs["init_source"], int(f["data"][k].attrs["init_seed"]))
+                        for k in demo_keys(path))
+    assert starts == [(HELDOUT_SEED, HELDOUT_SEED_BASE), (HELDOUT_SEED, HELDOUT_SEED_BASE + 1)]
+    assert summary["init_source"] == HELDOUT_SEED and summary["tasks"][0]["collisions"] == 0
+
     # Stored images are upside down like the official files; read_demo converts them like rollouts,
-    # identical to what the env gives a policy on the first step of the same init state.
+    # identical to what the env gives a policy on the first step of the same (held-out) scene.
     options = DemoReadOptions(drop_noops=False)
-    key = next(k for k in demo_keys(path) if read_demo(path, k, options).init_index == 0)
+    key = next(k for k in demo_keys(path) if read_demo(path, k, options).init_index == HELDOUT_SEED_BASE)
     demo = read_demo(path, key, options)
     records = run_episodes(SuiteConfig(name="robosuite_lift", camera_size=64, max_steps=1),
-                           ZeroPolicy(), episodes_per_task=1,
-                           record_frames=True)
+                           ZeroPolicy(), record_frames=True,
+                           episodes=[EpisodeSpec(task_id=0, init_index=HELDOUT_SEED_BASE, episode=0,
+                                                 source=HELDOUT_SEED)])
     np.testing.assert_array_equal(demo.images["agentview"][0], records[0].frames[0])
     raw = read_demo(path, key, DemoReadOptions(flip_images=False, drop_noops=False))
     np.testing.assert_array_equal(raw.images["agentview"][0], records[0].frames[0][::-1, ::-1])
+
+
+def test_make_demos_libero_task_starts_from_held_out_scenes(tmp_path: Path, libero_env_var) -> None:
+    from avbr.envs.libero_env import load_init_states
+    from avbr.envs.make_demos import MakeDemosConfig, make_demos
+    from avbr.envs.scenes import matching_states
+
+    summary = make_demos(MakeDemosConfig(suite=SuiteConfig(name="libero_object", camera_size=32), n_per_task=1,
+                                         workers=1, out=str(tmp_path), tasks=[0], progress=False))
+    task = summary["tasks"][0]
+    assert task["attempted"] == 1 and task["collisions"] == 0
+    assert task["written"] == 1, task["errors"]  # the expert solves the held-out scene
+    init_states = load_init_states("libero_object", 0)
+    with h5py.File(task["file"], "r") as f:
+        attrs = f["data/demo_0"].attrs
+        assert (attrs["init_source"], int(attrs["init_seed"])) == (HELDOUT_SEED, HELDOUT_SEED_BASE)
+        assert matching_states(attrs["init_scene_state"], init_states) == []
+        assert matching_states(f["data/demo_0/states"][0], init_states) == []

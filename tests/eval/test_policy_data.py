@@ -177,7 +177,8 @@ def test_corrupt_file_of_another_task_blocks_nothing(tmp_path, capsys):
     (folder / "Lift_demo.hdf5").rename(folder / "lift_renamed.hdf5")
     assert find_demo_files(cfg, "robosuite_lift", [LIFT]) == {0: folder / "lift_renamed.hdf5"}
     # The dry run lists the file.
-    run = EvalConfig(suite=SuiteConfig(name="robosuite_lift"), demos=cfg, dry_run=True, out_dir="run")
+    run = EvalConfig(suite=SuiteConfig(name="robosuite_lift"), encoder={"name": "two_stream", "source": "random"},
+                     demos=cfg, dry_run=True, out_dir="run")
     evaluate(run, tmp_path / "run")
     assert f"demos of task 0: {folder / 'lift_renamed.hdf5'}" in capsys.readouterr().out
     # Nothing usable: the message names the skipped files.

@@ -117,3 +117,60 @@ def test_episode_log_resume_skips_torn_line(tmp_path):
     with pytest.raises(ValueError, match="already logged"):
         again.append(eps[0])
     assert EpisodeLog(path).results() == sorted(eps[:4], key=lambda e: e.key)
+
+
+def test_crashed_episodes_are_not_failures(tmp_path):
+    eps = _episodes()
+    crashed = EpisodeResult(seed=0, task_id=1, episode=3, init_index=3, success=False, length=2,
+                            error="WorkerCrashed: worker 0 died with exit code -9", crashed=True)
+    res = _results(eps + [crashed])
+    validate_results(res)
+    # Same counts as without the crash: it is neither a success nor a failure.
+    assert (res["suite_success"]["successes"], res["suite_success"]["episodes"]) == (6, 12)
+    assert res["suite_success"]["crashed"] == 1 and [t["crashed"] for t in res["per_task"]] == [0, 1]
+    assert res["crashes"] == [{"seed": 0, "task_id": 1, "episode": 3, "init_index": 3,
+                               "error": "WorkerCrashed: worker 0 died with exit code -9"}]
+    assert "Crashed (infrastructure" in summary_markdown(res) and "died with exit code -9" in summary_markdown(res)
+    bad = copy.deepcopy(res)
+    bad["episodes"][0]["crashed"] = True
+    with pytest.raises(ResultsSchemaError, match="crashed"):
+        validate_results(bad)
+
+
+def test_crashed_episode_is_retried_on_resume(tmp_path):
+    log = EpisodeLog(tmp_path / "episodes.jsonl")
+    log.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=False, length=1,
+                             error="EpisodeError: mujoco.FatalError", crashed=True))
+    resumed = EpisodeLog(tmp_path / "episodes.jsonl")
+    assert (0, 0, 0) not in resumed and len(resumed.results()) == 1  # not done: the resumed run retries it
+    resumed.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=True, length=9))
+    again = EpisodeLog(tmp_path / "episodes.jsonl")
+    assert (0, 0, 0) in again and again.results()[0].success and not again.results()[0].crashed
+    with pytest.raises(ValueError, match="already logged"):
+        again.append(EpisodeResult(seed=0, task_id=0, episode=0, init_index=0, success=False, length=9))
+    # Logs written before the `crashed` field existed still read.
+    (tmp_path / "old.jsonl").write_text(json.dumps({"seed": 0, "task_id": 0, "episode": 1, "init_index": 1,
+                                                    "success": True, "length": 3, "error": None, "init_digest": "",
+                                                    "video": None}) + "\n")
+    assert (0, 0, 1) in EpisodeLog(tmp_path / "old.jsonl")
+
+
+def test_run_stops_when_more_than_ten_percent_crash(tmp_path):
+    from avbr.eval.rollouts.evaluate import TooManyCrashesError, _check_crashes
+
+    crashed = [EpisodeResult(seed=0, task_id=0, episode=j, init_index=j, success=False, length=0,
+                             error="WorkerCrashed: no reply", crashed=True) for j in range(3)]
+    _check_crashes(crashed[:2], 20)  # 2/20 = 10%: not more than the limit
+    with pytest.raises(TooManyCrashesError, match=r"3 of 20 episodes crashed.*Last reason: WorkerCrashed: no reply.*"
+                                                  r"run the same command again"):
+        _check_crashes(crashed, 20)
+
+
+def test_random_init_encoder_is_labelled_in_summary():
+    res = build_results(_episodes(), suite="robosuite_lift", encoder="two_stream", policy="bc_mlp",
+                        tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={}, versions={}, git={"commit": "abc"},
+                        selection={}, extra={"encoder_source": {"random_init": True, "source": "random",
+                                                                "selected": "explicit"}})
+    validate_results(res)
+    assert res["encoder_source"]["random_init"] is True
+    assert "**Random-init encoder (control)" in summary_markdown(res)
