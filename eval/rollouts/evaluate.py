@@ -34,8 +34,9 @@ from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, Featu
 from avbr.eval.records import git_state, versions
 from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
+from avbr.eval.rollouts.outputs import OptionalOutputs, write_results
 from avbr.eval.rollouts.rollout import EncoderPolicy
-from avbr.eval.rollouts.videos import video_name, write_video
+from avbr.eval.rollouts.videos import check_video_writer, video_name, write_video
 
 
 @dataclass
@@ -206,6 +207,9 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     timing: dict[str, Any] = {}
 
     files = find_demo_files(demo_cfg, suite.name, tasks)  # fails early, before any heavy work
+    if config["videos_per_task"] > 0:  # a broken video setup fails here too, not after the rollouts
+        print(f"[eval] videos: {check_video_writer()} MP4 at {suite.control_freq} fps", flush=True)
+    optional = OptionalOutputs(out)
 
     encoder_name = config["encoder"]["name"]
     run_name = f"{suite.name}-{encoder_name}-{policy_cfg.name}"
@@ -250,8 +254,10 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
         def on_episode(record: EpisodeRecord, s: int = seed) -> None:
             video = None
             if record.frames is not None and record.episode < config["videos_per_task"]:
-                video = video_name(record.task_id, record.episode, s, record.success)
-                write_video(record.frames, out / "videos" / video, suite.control_freq)
+                name, frames = video_name(record.task_id, record.episode, s, record.success), record.frames
+                if optional.write(f"videos/{name}", lambda: write_video(frames, out / "videos" / name,
+                                                                        suite.control_freq)):
+                    video = name
             record.frames = None
             if config["save_rollout_features"]:
                 env_id = venv.env_running(record.task_id, record.episode)
@@ -285,17 +291,21 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                             tasks={t.task_id: t.language for t in tasks}, seeds=config["seeds"],
                             config=config, versions=versions(), git=git_state(), selection=selection)
     validate_results(results)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    write_csv(results, out / "results.csv")
-    (out / "summary.md").write_text(summary_markdown(results))
+    write_results(results, out / "results.json")  # with episodes.jsonl, all the run measured: first
+    optional.write("results.csv", lambda: write_csv(results, out / "results.csv"), out / "results.csv")
+    summary = out / "summary.md"
+    if optional.write("summary.md", lambda: summary.write_text(summary_markdown(results)), summary):
+        print(summary.read_text(), flush=True)
     timing.update({"episodes_run": episodes_run, "rollout_s": round(rollout_s, 2),
                    "episodes_per_hour": round(3600 * episodes_run / rollout_s, 1) if rollout_s else None,
                    "env_s": round(env_s, 2), "by_seed": timers, "demos": demo_info})
-    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    optional.write("timing.json", lambda: (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n"),
+                   out / "timing.json")
     total = results["suite_success"]
-    wb.finish({"success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
-               "ci95_high": total["ci95_high"], "episodes": total["episodes"]})
-    print(summary_markdown(results), flush=True)
+    optional.write("the W&B run summary", lambda: wb.finish({
+        "success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
+        "ci95_high": total["ci95_high"], "episodes": total["episodes"]}))
+    optional.raise_if_failed()
     return results
 
 
