@@ -29,8 +29,8 @@ import numpy as np
 #: Encoders in order of preference (FFmpeg encoder names).
 CODECS = ("libx264", "mpeg4")
 #: Encoder options (FFmpeg's names): x264 constant quality (``crf``: 0 lossless, 23 x264's default,
-#: 18 near-transparent); MPEG-4's rate control (200 kb/s by default) may not quantise coarser
-#: than ``qmax`` (2 best .. 31 worst).
+#: 18 near-transparent); MPEG-4's rate control (libavcodec's default target, 200 kb/s, from its
+#: ``options_table.h``) may not quantise coarser than ``qmax`` (1 best .. 31 worst).
 _OPTIONS = {"libx264": {"crf": "18"}, "mpeg4": {"qmax": "4"}}
 
 
