@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
+from avbr.envs.renderer import resolve_workers
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
 from avbr.envs.scenes import HELDOUT_SEED_BASE
 from avbr.eval.rollouts.demo_supply import ensure_demos
@@ -39,8 +40,9 @@ from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, Featu
 from avbr.provenance import code_provenance
 from avbr.eval.rollouts.results import (CRASH_LIMIT, EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
+from avbr.eval.rollouts.outputs import OptionalOutputs, write_results
 from avbr.eval.rollouts.rollout import EncoderPolicy
-from avbr.eval.rollouts.videos import video_name, write_video
+from avbr.eval.rollouts.videos import check_video_writer, video_name, write_video
 
 
 @dataclass
@@ -80,7 +82,8 @@ class EvalConfig:
         seeds: evaluation seeds; each seeds its own policy head (split, init, batch order) and
             rolls out the same init states.
         encoder_seed: torch seed set before building the encoder (random-init controls).
-        workers: parallel simulator processes.
+        workers: parallel simulator processes, or ``auto``: one per core this process may use
+            (:func:`avbr.envs.renderer.resolve_workers`; on a GPU host each renders on a GPU).
         videos_per_task: MP4s of the first this-many episodes of each task and seed.
         save_rollout_features: keep the features of every planning step of every episode in
             ``rollout_features/`` (for later probing).
@@ -103,7 +106,7 @@ class EvalConfig:
     episodes_per_task: int = 50
     seeds: list[int] = field(default_factory=lambda: [0])
     encoder_seed: int = 0
-    workers: int = 2
+    workers: Any = 2
     videos_per_task: int = 2
     save_rollout_features: bool = False
     encode_batch_size: int = 64
@@ -251,7 +254,10 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     # corrected command (the resume fingerprint is written only after this).
     encoder_cfg, encoder_source = resolve_encoder_source(config["encoder"])
     config["encoder"]["source"] = encoder_source["source"]  # resolved weights: fingerprint and results
-    files = ensure_demos(demo_cfg, suite, tasks, config["workers"])
+    if config["videos_per_task"] > 0:  # a broken video setup fails here, before any simulation
+        print(f"[eval] videos: {check_video_writer()} MP4 at {suite.control_freq} fps", flush=True)
+    workers = resolve_workers(config["workers"])
+    files = ensure_demos(demo_cfg, suite, tasks, workers)
     print(f"[eval] checking the demos' first scenes against {len(eval_indices)} evaluation init state(s) per task",
           flush=True)
     heldout = check_heldout(suite, files, eval_indices, demo_cfg.allow_eval_scenes)
@@ -264,6 +270,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     _check_resume(out, config)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(config))
     timing: dict[str, Any] = {}
+
+    optional = OptionalOutputs(out)
 
     encoder_name = config["encoder"]["name"]
     run_name = f"{suite.name}-{encoder_name}-{policy_cfg.name}"
@@ -305,13 +313,15 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
         policy = EncoderPolicy(encoder, head, spec, task_ids, policy_cfg.n_action_steps,
                                record_features=config["save_rollout_features"],
                                batch_size=config["encode_batch_size"])
-        venv = TrackingVectorEnv(suite, max(1, min(config["workers"], len(specs))))
+        venv = TrackingVectorEnv(suite, max(1, min(workers, len(specs))))
 
         def on_episode(record: EpisodeRecord, s: int = seed) -> None:
             video = None
             if record.frames is not None and record.episode < config["videos_per_task"]:
-                video = video_name(record.task_id, record.episode, s, record.success)
-                write_video(record.frames, out / "videos" / video, suite.control_freq)
+                name, frames = video_name(record.task_id, record.episode, s, record.success), record.frames
+                if optional.write(f"videos/{name}", lambda: write_video(frames, out / "videos" / name,
+                                                                        suite.control_freq)):
+                    video = name
             record.frames = None
             if config["save_rollout_features"]:
                 env_id = venv.env_running(record.task_id, record.episode)
@@ -352,18 +362,22 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                             config=config, provenance=code_provenance(), selection=selection,
                             extra=extra)
     validate_results(results)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    write_csv(results, out / "results.csv")
-    (out / "summary.md").write_text(summary_markdown(results))
+    write_results(results, out / "results.json")  # with episodes.jsonl, all the run measured: first
+    optional.write("results.csv", lambda: write_csv(results, out / "results.csv"), out / "results.csv")
+    summary = out / "summary.md"
+    if optional.write("summary.md", lambda: summary.write_text(summary_markdown(results)), summary):
+        print(summary.read_text(), flush=True)
     timing.update({"episodes_run": episodes_run, "rollout_s": round(rollout_s, 2),
                    "episodes_per_hour": round(3600 * episodes_run / rollout_s, 1) if rollout_s else None,
                    "env_s": round(env_s, 2), "by_seed": timers, "demos": demo_info})
-    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    optional.write("timing.json", lambda: (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n"),
+                   out / "timing.json")
     total = results["suite_success"]
-    wb.finish({"success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
-               "ci95_high": total["ci95_high"], "episodes": total["episodes"]})
-    print(summary_markdown(results), flush=True)
+    optional.write("the W&B run summary", lambda: wb.finish({
+        "success_rate": total["success_rate"], "ci95_low": total["ci95_low"],
+        "ci95_high": total["ci95_high"], "episodes": total["episodes"]}))
     _check_crashes([e for e in episodes if e.crashed], len(planned))
+    optional.raise_if_failed()
     return results
 
 

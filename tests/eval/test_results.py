@@ -168,7 +168,7 @@ def test_run_stops_when_more_than_ten_percent_crash(tmp_path):
 
 def test_random_init_encoder_is_labelled_in_summary():
     res = build_results(_episodes(), suite="robosuite_lift", encoder="two_stream", policy="bc_mlp",
-                        tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={}, versions={}, git={"commit": "abc"},
+                        tasks={0: "lift", 1: "other"}, seeds=[0, 1], config={}, provenance={"git": {"commit": "abc", "dirty": False}, "versions": {}},
                         selection={}, extra={"encoder_source": {"random_init": True, "source": "random",
                                                                 "selected": "explicit"}})
     validate_results(res)
