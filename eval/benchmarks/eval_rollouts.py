@@ -21,6 +21,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readout", default="cls")
     p.add_argument("--cameras", nargs="+", default=["agentview"])
     p.add_argument("--n-action-steps", type=int, default=4, help="actions executed per encoded frame")
+    p.add_argument("--device", default="cpu", help="encoder/policy device: cpu | cuda | auto (GPU when present)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the encoder forward")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch threads of the main process (more than free cores makes batch-1 encoding crawl)")
 
@@ -39,7 +41,7 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
     encoder = build_encoder(EncoderConfig(name=args.encoder, arch=args.encoder_arch, img_size=args.img_size,
-                                          device="cpu"))
+                                          device=args.device, autocast_bf16=args.bf16))
     suite = SuiteConfig(name=args.suite, camera_size=args.camera_size, max_steps=args.max_steps)
     policy = PolicyConfig(chunk_size=max(8, args.n_action_steps), n_action_steps=args.n_action_steps)
     spec = FeatureSpec(readout=args.readout, cameras=tuple(args.cameras))
@@ -47,4 +49,5 @@ def bench_eval(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "eval", "suite": args.suite, "encoder": args.encoder, "encoder_arch": args.encoder_arch,
             "img_size": args.img_size, "camera_size": args.camera_size, "readout": args.readout,
             "cameras": args.cameras, "n_action_steps": args.n_action_steps, "torch_threads": args.torch_threads,
+            "device": str(encoder.device), "bf16": args.bf16,
             **out, "machine": machine()}

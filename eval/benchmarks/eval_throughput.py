@@ -61,8 +61,8 @@ def measure_rollouts(suite: SuiteConfig, encoder: Any, spec: FeatureSpec, policy
     steps = sum(r.length for r in records)
     timers = policy.timers
     other = wall - venv.busy_s - timers.encoder_s - timers.policy_s
-    return {"workers": workers, "episodes": len(records), "steps": steps, "wall_s": round(wall, 2),
-            "env_s": round(venv.busy_s, 2), "encoder_s": round(timers.encoder_s, 2),
+    return {"workers": workers, "renderer": venv.pool.renderer, "episodes": len(records), "steps": steps,
+            "wall_s": round(wall, 2), "env_s": round(venv.busy_s, 2), "encoder_s": round(timers.encoder_s, 2),
             "policy_s": round(timers.policy_s, 3), "other_s": round(other, 2),
             "errors": sum(r.error is not None for r in records),
             "steps_per_s": round(steps / wall, 2), "episodes_per_hour": round(3600 * len(records) / wall, 1),
