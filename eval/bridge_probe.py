@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from avbr.eval.probing.action_probe import ActionProbeConfig, action_report, run_action_probe  # noqa: E402
-from avbr.eval.records import write_record  # noqa: E402
+from avbr.eval.probing.records import write_record  # noqa: E402
 from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 
 log = logging.getLogger("bridge_probe")

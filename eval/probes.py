@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from avbr.eval.records import write_record  # noqa: E402
+from avbr.eval.probing.records import write_record  # noqa: E402
 from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 from avbr.eval.probing.rep_report import ProbesConfig, probes_report, run_probes  # noqa: E402
 

@@ -72,7 +72,7 @@ class EvalConfig:
         suite: the ``suite`` config group (schema ``avbr.envs.SuiteConfig``).
         policy: the ``policy`` config group (schema :class:`avbr.eval.rollouts.policies.PolicyConfig`).
         demos: where the demonstrations are and the feature cache.
-        readout: ``avbr.eval.features.READOUTS`` name turning encoder ``Features`` into the
+        readout: ``avbr.adapters.readouts.READOUTS`` name turning encoder ``Features`` into the
             policy input (``cls``, ``mean``, ``A``-``D``; token readouts are flattened).
         cameras: cameras encoded and concatenated (``agentview``, ``wrist``).
         gap: ``k`` of the ``(o_{t-k}, o_t)`` frame pair (demos and rollouts alike).

@@ -165,7 +165,7 @@ class FeatureSpec:
     """What the frozen features are made of (shared by demo encoding and rollouts).
 
     Attributes:
-        readout: name in :data:`avbr.eval.features.READOUTS` giving ``[B, D]`` (or tokens,
+        readout: name in :data:`avbr.adapters.readouts.READOUTS` giving ``[B, D]`` (or tokens,
             flattened to ``[B, N*D]``).
         cameras: camera names (:data:`CAMERA_KEYS`), features concatenated in this order.
         gap: ``k`` of the ``(o_{t-k}, o_t)`` pair.
