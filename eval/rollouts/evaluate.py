@@ -42,6 +42,7 @@ from avbr.eval.rollouts.results import (CRASH_LIMIT, EpisodeLog, EpisodeResult, 
                                validate_results, write_csv)
 from avbr.eval.rollouts.outputs import OptionalOutputs, write_results
 from avbr.eval.rollouts.rollout import EncoderPolicy
+from avbr.eval.rollouts.shards import ShardConfig, shard_keys
 from avbr.eval.rollouts.videos import check_video_writer, video_name, write_video
 
 
@@ -91,6 +92,9 @@ class EvalConfig:
         torch_threads: ``torch.set_num_threads`` in the main process (``None`` = torch default).
         dry_run: print the tasks, the episode plan and where the demos are, then stop (no
             encoder, training or simulation).
+        shard: run only shard ``index`` of ``count`` of the episode plan
+            (:mod:`avbr.eval.rollouts.shards`; give each shard its own ``out_dir``, then merge the
+            folders with ``eval/merge.py``).
         out_dir: output folder (Hydra's run dir); re-running with the same folder resumes.
         wandb: W&B settings.
     """
@@ -112,6 +116,7 @@ class EvalConfig:
     encode_batch_size: int = 64
     torch_threads: int | None = None
     dry_run: bool = False
+    shard: ShardConfig = field(default_factory=ShardConfig)
     out_dir: str = "outputs/eval/${suite.name}/${hydra:runtime.choices.encoder}-${policy.name}"
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
@@ -240,6 +245,12 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
             print(f"[dry run] {suite.name} task {t.task_id}: {t.language} ({t.num_init_states or 'any'} init states)")
         print(f"[dry run] {config['episodes_per_task']} episode(s) per task x seeds {config['seeds']}, "
               f"init states from {suite.init_state_offset}, out_dir {out_dir}")
+        shard = config["shard"]
+        if shard["count"] > 1:
+            mine = sorted(shard_keys([(s, t.task_id, j) for s in config["seeds"] for t in tasks
+                                      for j in range(config["episodes_per_task"])], shard["index"], shard["count"]))
+            print(f"[dry run] shard {shard['index']}/{shard['count']}: {len(mine)} episode(s) (seed, task, episode): "
+                  f"{mine[:8]}{' ...' if len(mine) > 8 else ''}")
         try:
             for task_id, path in find_demo_files(demo_cfg, suite.name, tasks).items():
                 print(f"[dry run] demos of task {task_id}: {path}")
@@ -285,7 +296,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
           f"cache), feature dim {demos[0].features.shape[1]}", flush=True)
 
     log = EpisodeLog(out / "episodes.jsonl")
-    planned = {(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])}
+    planned = shard_keys([(s, t, j) for s in config["seeds"] for t in task_ids for j in range(config["episodes_per_task"])],
+                         config["shard"]["index"], config["shard"]["count"])
     selection: dict[str, Any] = {}
     crashed_now: list[EpisodeResult] = []  # crashes of this invocation (older ones are being retried)
     rollout_s, env_s, episodes_run = 0.0, 0.0, 0
@@ -307,7 +319,7 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
 
         specs = [s for s in episode_specs(task_ids, config["episodes_per_task"], suite.init_state_offset,
                                           min((t.num_init_states for t in tasks if t.num_init_states), default=None))
-                 if (seed, s.task_id, s.episode) not in log]
+                 if (seed, s.task_id, s.episode) in planned and (seed, s.task_id, s.episode) not in log]
         if not specs:
             continue
         policy = EncoderPolicy(encoder, head, spec, task_ids, policy_cfg.n_action_steps,
