@@ -17,17 +17,21 @@ from typing import Any
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from avbr.data.base import (
     SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample, list_files, short_side_shape,
 )
 from avbr.data.gaps import GapSchedule
 
-__all__ = ["VIDEO_SUFFIXES", "count_frames", "read_frames", "VideoReader", "VideoFolderSource"]
+__all__ = ["VIDEO_SUFFIXES", "SCALE_FLAGS", "count_frames", "read_frames", "VideoReader", "VideoFolderSource"]
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError, ZeroDivisionError)
+# swscale bilinear with accurate rounding and full horizontal chroma interpolation: without the two
+# flags the 4:2:0 chroma is scaled coarsely (max error 31 levels against full decode + PIL resize at
+# 1080p -> 224; with them 7, mean 1.3), at half the cost of plain bilinear.
+SCALE_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
@@ -58,7 +62,7 @@ class VideoReader:
     least-recently-used cache, so further pairs of a file skip the open and the header parse.
 
     Reduced resolution: with ``short_side``, FFmpeg's scaler (swscale, bilinear, the filter widened
-    with the downscale factor like PIL's antialiased bilinear) converts the decoded YUV frame
+    with the downscale factor like PIL's antialiased bilinear; ``SCALE_FLAGS``) converts the decoded YUV frame
     straight to RGB at :func:`~avbr.data.base.short_side_shape` (aspect kept, the same rounding as
     :func:`~avbr.data.mixture.resize_center_crop`, which then only crops). This skips the
     full-resolution RGB conversion and the full-resolution PIL resize; the H.264/HEVC decode itself
@@ -174,7 +178,7 @@ class VideoReader:
         h, w = shape if shape is not None else (frame.height, frame.width)
         if (h, w) == (frame.height, frame.width):
             return frame.to_ndarray(format="rgb24")
-        return scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
+        return scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation=SCALE_FLAGS,
                                threads=1).to_ndarray()
 
     def close(self) -> None:
