@@ -4,6 +4,7 @@ vs pre-resized files, on generated 1080p and 480p H.264 mp4s."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -28,6 +29,9 @@ def _video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-draws", type=int, default=20, help="fewest timed pairs per variant")
     p.add_argument("--core", type=int, default=0, help="CPU core the single-threaded variants are pinned to")
     p.add_argument("--workdir", default=None, help="where the clips are written (a temp folder by default)")
+    p.add_argument("--keep-dir", default=None,
+                   help="write the clips to <keep-dir>/<height>p and the resized copies to <keep-dir>/<height>p_resized "
+                        "and keep them (a corpus for a training run) instead of a temp folder")
 
 
 def _write_clip(path: Path, height: int, frames: int, gop: int, seed: int) -> None:
@@ -85,7 +89,8 @@ def bench_video(args: argparse.Namespace) -> dict[str, Any]:
     * ``full``: decode at the stored size, RGB at full resolution, PIL resize + crop (the old path);
     * ``reduced``: swscale to ``short_side_shape(img_size)`` while converting to RGB, then crop;
     * ``reduced_threads_auto``: the same with FFmpeg's decoder threads (not pinned: it uses every core);
-    * ``preresized``: ``avbr.data.resize_videos`` copy at ``--short-side``, then ``reduced``.
+    * ``preresized``: ``avbr.data.resize_videos`` copy at ``--short-side`` (its defaults: gop 15,
+      ``tune=fastdecode``), then ``reduced``.
 
     The single-threaded variants run pinned to one core, so ``pairs_per_s`` is per worker;
     ``pairs_per_cpu_s`` divides by the process's CPU time, which stays meaningful when other jobs
@@ -96,16 +101,16 @@ def bench_video(args: argparse.Namespace) -> dict[str, Any]:
 
     pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     results = []
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    with contextlib.nullcontext(args.keep_dir) if args.keep_dir else tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for height in args.heights:
             root, small = Path(tmp) / f"{height}p", Path(tmp) / f"{height}p_resized"
-            root.mkdir()
+            root.mkdir(parents=True)
             t0 = time.perf_counter()
             for c in range(args.clips):
                 _write_clip(root / f"clip{c}.mp4", height, args.frames, args.gop, seed=c)
             write_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            resize_corpus(root, small, args.short_side, gop=30)
+            resize_corpus(root, small, args.short_side)  # the tool's defaults
             resize_s = time.perf_counter() - t0
             row: dict[str, Any] = {"height": height, "write_s": round(write_s, 1), "resize_s": round(resize_s, 1),
                                    "mb_per_clip": round(sum(f.stat().st_size for f in root.iterdir()) / args.clips / 2**20, 2),
