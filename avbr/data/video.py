@@ -85,11 +85,14 @@ class VideoReader:
         self.max_open = max_open
         self.threads = threads
         self._open: OrderedDict[str, _OpenVideo] = OrderedDict()
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_open": OrderedDict()}
 
     def _get(self, path: str) -> _OpenVideo:
+        if self._pid != os.getpid():  # a forked worker: the parent's files (and file offsets) stay the parent's
+            self._open, self._pid = OrderedDict(), os.getpid()
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]

@@ -106,3 +106,13 @@ def test_mixture_draws_the_documented_pairs_with_decode_scaling(tmp_path) -> Non
         assert s["prev"].shape == (64, 64, 3)
         assert diff(s["prev"], resize_center_crop(prev, 64)).mean() < 3
         assert diff(s["curr"], resize_center_crop(curr, 64)).mean() < 3
+
+
+def test_a_forked_worker_does_not_reuse_the_parents_open_files(tmp_path, monkeypatch) -> None:
+    path = str(write_video(tmp_path / "a.mp4", 8, size=32))
+    reader = VideoReader()
+    reader.read(path, [2])
+    parents = reader._open[path]
+    monkeypatch.setattr("avbr.data.video.os.getpid", lambda: -1)  # as seen from a forked child
+    assert np.array_equal(reader.read(path, [5])[0], read_frames(path, [5])[0])
+    assert reader._open[path] is not parents and len(reader._open) == 1
