@@ -669,7 +669,8 @@ def train_loop(
             last |= {"lr": lr, "samples_per_s": sps, "data_wait": wait_s / dt, "skipped_files": skipped_total}
             if peak:
                 last["mfu"] = flops_per_sample * sps / d.world_size / peak
-            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{sps:.1f}", wait=f"{last['data_wait']:.1%}", **({"mfu": f"{last['mfu']:.1%}"} if peak else {}))
+            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{sps:.1f}", wait=f"{last['data_wait']:.1%}",
+                            **({"mfu": f"{last['mfu']:.1%}"} if peak else {}))
             if wandb_run is not None:
                 wandb_run.log(last, step=done)
             sums, n_logged, t_log, wait_s = {}, 0, time.time(), 0.0
