@@ -60,6 +60,10 @@ class VideoReader:
     before the earliest index, and decodes forward to the last one: for a pair ``(t, t + k)``
     with ``k <= 10`` (the gap schedule) that is one seek per pair. Files stay open in a bounded
     least-recently-used cache, so further pairs of a file skip the open and the header parse.
+    Packets before and between the wanted frames are decoded with ``skip_frame = NONREF``: frames
+    no other frame references (most B-frames) are not reconstructed, which changes no output
+    pixel (the wanted frames and every reference are decoded in full) and cut the cost of a 1080p
+    x264 pair by ~1.35x (``bench video``).
 
     Reduced resolution: with ``short_side``, FFmpeg's scaler (swscale, bilinear, the filter widened
     with the downscale factor like PIL's antialiased bilinear; ``SCALE_FLAGS``) converts the decoded YUV frame
@@ -155,14 +159,19 @@ class VideoReader:
             shape = short_side_shape(ctx.height, ctx.width, short_side) if scale_down else None
             target = v.start + int(Fraction(wanted[0]) / v.fps / v.time_base)
             v.container.seek(target, stream=v.stream, backward=True, any_frame=False)  # also flushes the decoder
-            for frame in v.container.decode(v.stream):
-                if frame.pts is None:
-                    continue
-                idx = round((frame.pts - v.start) * v.time_base * v.fps)
-                if idx in wanted:
-                    found[idx] = self._rgb(v.scaler, frame, shape)
-                if idx >= wanted[-1]:
+            for packet in v.container.demux(v.stream):
+                pidx = None if packet.pts is None else self._index(v, packet.pts)
+                if self.threads == 1:  # frame threads take their settings per thread: only single-threaded
+                    ctx.skip_frame = "DEFAULT" if pidx is None or pidx in wanted else "NONREF"
+                past = False  # frames leave the decoder in presentation order: none wanted after this one
+                for frame in ctx.decode(packet):
+                    idx = None if frame.pts is None else self._index(v, frame.pts)
+                    if idx in wanted:
+                        found[idx] = self._rgb(v.scaler, frame, shape)
+                    past = past or (idx is not None and idx > wanted[-1])
+                if past or len(found) == len(wanted) or not packet.size:  # empty packet: end of stream, flushed
                     break
+            ctx.skip_frame = "DEFAULT"
         except _DECODE_ERRORS as e:
             self._drop(path)
             raise CorruptFileError(path, f"decoding failed ({e})") from e
@@ -174,6 +183,11 @@ class VideoReader:
             self._drop(path)
             raise CorruptFileError(path, f"video ends before frame(s) {missing}")
         return [found[i] for i in indices]
+
+    @staticmethod
+    def _index(v: _OpenVideo, pts: int) -> int:
+        """Frame index of a presentation time stamp: time times the average rate."""
+        return round((pts - v.start) * v.time_base * v.fps)
 
     @staticmethod
     def _rgb(scaler: VideoReformatter, frame: av.VideoFrame, shape: tuple[int, int] | None) -> np.ndarray:

@@ -116,3 +116,16 @@ def test_a_forked_worker_does_not_reuse_the_parents_open_files(tmp_path, monkeyp
     monkeypatch.setattr("avbr.data.video.os.getpid", lambda: -1)  # as seen from a forked child
     assert np.array_equal(reader.read(path, [5])[0], read_frames(path, [5])[0])
     assert reader._open[path] is not parents and len(reader._open) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_reads_equal_a_plain_decode_of_every_frame(tmp_path, threads: int) -> None:
+    """Skipping non-reference frames (x264 B-frames here) changes no pixel of the frames asked for."""
+    path = str(write_textured(tmp_path / "clip.mp4", n=40, gop=20))
+    with av.open(path) as c:
+        assert c.streams.video[0].codec_context.has_b_frames  # the skip has something to skip
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    reader = VideoReader(threads=threads)
+    for t, k in [(0, 1), (5, 10), (19, 1), (20, 3), (27, 9), (37, 2), (39 - 10, 10)]:
+        prev, curr = reader.read(path, [t, t + k])
+        assert np.array_equal(prev, every[t]) and np.array_equal(curr, every[t + k]), (t, k)
