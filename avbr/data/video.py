@@ -62,8 +62,8 @@ class VideoReader:
     least-recently-used cache, so further pairs of a file skip the open and the header parse.
     Packets before and between the wanted frames are decoded with ``skip_frame = NONREF``: frames
     no other frame references (most B-frames) are not reconstructed, which changes no output
-    pixel (the wanted frames and every reference are decoded in full) and cut the cost of a 1080p
-    x264 pair by ~1.35x (``bench video``).
+    pixel (the wanted frames and every reference are decoded in full) and cut the CPU time of a
+    1080p x264 pair by 1.1-1.35x in our runs (``bench video``).
 
     Reduced resolution: with ``short_side``, FFmpeg's scaler (swscale, bilinear, the filter widened
     with the downscale factor like PIL's antialiased bilinear; ``SCALE_FLAGS``) converts the decoded YUV frame
