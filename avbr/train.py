@@ -606,13 +606,14 @@ def start_wandb(schema: PretrainConfig, resolved: dict[str, Any], out_dir: Path)
 
 @dataclass
 class LoopOutcome:
-    """What the loop measured: last logged metrics, samples/s per log window, counters."""
+    """What the loop measured: last logged metrics, samples/s and data-wait fraction per log window, counters."""
 
     stop_step: int
     samples_seen: int
     skipped_files: int
     last: dict[str, float]
     samples_per_s: list[float]
+    data_wait: list[float]
 
 
 def train_loop(
@@ -633,6 +634,9 @@ def train_loop(
     last: dict[str, float] = {}
     n_logged, t_log, skipped_since_log = 0, time.time(), 0
     samples_per_s_hist: list[float] = []
+    # data_wait: this rank's seconds blocked in next(batches) over the window's wall time (0 = the
+    # workers keep up; the GPU idles for that fraction otherwise).
+    wait_s, data_wait_hist = 0.0, []
     generator = torch.Generator(device=d.device)
     batch = first
     for step in range(start_step, stop_step):
@@ -640,7 +644,9 @@ def train_loop(
         for group in optimizer.param_groups:
             group["lr"] = lr
         if step > start_step:
+            t_wait = time.perf_counter()
             batch = next(batches)
+            wait_s += time.perf_counter() - t_wait
         skipped_since_log += int(batch["n_skipped"].sum())  # a CPU tensor: no device sync
         tensors = to_device(batch, d.device, tc.channels_last)
         metrics = train_step(
@@ -663,13 +669,15 @@ def train_loop(
             dt = time.time() - t_log
             sps = n_logged * global_batch / dt
             samples_per_s_hist.append(sps)
-            last |= {"lr": lr, "samples_per_s": sps, "skipped_files": skipped_total}
+            data_wait_hist.append(wait_s / dt)
+            last |= {"lr": lr, "samples_per_s": sps, "data_wait": wait_s / dt, "skipped_files": skipped_total}
             if peak:
                 last["mfu"] = flops_per_sample * sps / d.world_size / peak
-            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{sps:.1f}", **({"mfu": f"{last['mfu']:.1%}"} if peak else {}))
+            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{sps:.1f}", wait=f"{last['data_wait']:.1%}",
+                            **({"mfu": f"{last['mfu']:.1%}"} if peak else {}))
             if wandb_run is not None:
                 wandb_run.log(last, step=done)
-            sums, n_logged, t_log = {}, 0, time.time()
+            sums, n_logged, t_log, wait_s = {}, 0, time.time(), 0.0
 
         if done % tc.ckpt_every == 0 or done == stop_step:
             rngs = gather_rng_states(d)
@@ -682,7 +690,7 @@ def train_loop(
             if d.world_size > 1:
                 dist.barrier()
     bar.close()
-    return LoopOutcome(stop_step, samples_seen, skipped_total, last, samples_per_s_hist)
+    return LoopOutcome(stop_step, samples_seen, skipped_total, last, samples_per_s_hist, data_wait_hist)
 
 
 def finish_run(
@@ -699,6 +707,8 @@ def finish_run(
         "final_metrics": outcome.last,
         "samples_per_s": sps,
         "mfu": (flops_per_sample * sps / d.world_size / peak) if (peak and sps) else None,
+        # median over log windows of rank 0's time waiting for a batch / wall time
+        "data_wait": float(np.median(outcome.data_wait)) if outcome.data_wait else None,
         "skipped_files": outcome.skipped_files,
         "wall_time_s": time.time() - t_start,
         "encoder_dir": str(out_dir / "encoder") if finished else None,

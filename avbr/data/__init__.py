@@ -16,14 +16,14 @@ from avbr.data.image_folder import ImageFolderSource
 from avbr.data.lerobot import LeRobotSource
 from avbr.data.mixture import PairMixture, StreamSampler, collate_pairs, resize_center_crop
 from avbr.data.procedural import ProceduralStillSource, ProceduralVideoSource
-from avbr.data.video import VideoFolderSource, count_frames, read_frames
+from avbr.data.video import VideoFolderSource, VideoReader, count_frames, read_frames
 
 __all__ = [
     "SOURCES", "CorruptFileError", "EpisodeRef", "FramePairSource", "PairSample", "GapSchedule",
     "HDF5DemoSource", "BridgeSource", "BridgeRLDSSource", "LeRobotSource", "EgoDexSource",
     "VideoFolderSource", "ImageFolderSource",
     "ProceduralVideoSource", "ProceduralStillSource", "PairMixture", "StreamSampler",
-    "collate_pairs", "resize_center_crop", "count_frames", "read_frames", "build_source",
+    "collate_pairs", "resize_center_crop", "count_frames", "read_frames", "VideoReader", "build_source",
 ]
 
 

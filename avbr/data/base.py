@@ -39,7 +39,9 @@ import numpy as np
 from avbr.data.gaps import GapSchedule
 from avbr.registry import Registry
 
-__all__ = ["PairSample", "EpisodeRef", "CorruptFileError", "FramePairSource", "SOURCES", "list_files"]
+__all__ = [
+    "PairSample", "EpisodeRef", "CorruptFileError", "FramePairSource", "SOURCES", "list_files", "short_side_shape",
+]
 
 PairSample = dict[str, Any]
 
@@ -77,6 +79,17 @@ def list_files(root: Path, suffixes: Iterable[str]) -> list[str]:
     return sorted(out)
 
 
+def short_side_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """``(H', W')`` of an ``H x W`` image whose shorter side is scaled to ``size``, aspect kept.
+
+    The one rounding rule shared by :func:`avbr.data.mixture.resize_center_crop` and decode-time
+    scaling (:class:`avbr.data.video.VideoReader`), so that a frame decoded at this shape is not
+    resized again, only centre-cropped.
+    """
+    scale = size / min(h, w)
+    return max(size, round(h * scale)), max(size, round(w * scale))
+
+
 class FramePairSource:
     """Base class of every frame-pair source.
 
@@ -90,6 +103,11 @@ class FramePairSource:
     schedule truncated to the episode, then ``t`` uniformly. A pair (``frames=2``) needs
     ``k <= L - 1`` and takes ``t`` in ``0 .. L - 1 - k``; a triple (``frames=3``) needs
     ``2k <= L - 1`` and takes ``t`` in ``0 .. L - 1 - 2k``.
+
+    Decode-time scaling: :class:`~avbr.data.mixture.PairMixture` calls
+    :meth:`set_decode_short_side` with its output size; sources that can scale while decoding
+    (videos) then return frames whose shorter side is that size (``short_side_shape``), the others
+    ignore it. The pair drawn is the same either way.
 
     Args:
         root: folder holding the data.
@@ -108,6 +126,13 @@ class FramePairSource:
             )
         self.gap = gap or GapSchedule()
         self.units: list[str] = []
+        self.decode_short_side: int | None = None
+
+    def set_decode_short_side(self, size: int | None) -> None:
+        """Frames may come back with their shorter side scaled to ``size`` (``None``: stored size)."""
+        if size is not None and size < 1:
+            raise ValueError(f"decode short side must be >= 1, got {size}")
+        self.decode_short_side = size
 
     def _require_units(self, what: str) -> None:
         if not self.units:

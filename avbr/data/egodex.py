@@ -8,7 +8,7 @@ import h5py
 
 from avbr.data.base import SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample, list_files
 from avbr.data.gaps import GapSchedule
-from avbr.data.video import count_frames, read_frames
+from avbr.data.video import VideoReader
 
 __all__ = ["EgoDexSource"]
 
@@ -52,15 +52,23 @@ class EgoDexSource(FramePairSource):
         root: EgoDex folder.
         gap: gap schedule (in frames at ``30 / frame_stride`` fps).
         frame_stride: read every ``frame_stride``-th frame.
+        max_open_files: mp4s each process keeps open (:class:`avbr.data.video.VideoReader`).
+        decode_threads: decoder threads per file (1 = the workers are the parallelism, 0 = FFmpeg's choice).
+
+    Frames are scaled at decode time to the mixture's output size (see
+    :meth:`FramePairSource.set_decode_short_side`); for a corpus read many times, a pre-resized
+    copy (``python -m avbr.data.resize_videos``, which copies the hdf5s too) decodes far faster.
     """
 
     name = "egodex"
 
-    def __init__(self, root: str, gap: GapSchedule | None = None, frame_stride: int = 1) -> None:
+    def __init__(self, root: str, gap: GapSchedule | None = None, frame_stride: int = 1, max_open_files: int = 4,
+                 decode_threads: int = 1) -> None:
         super().__init__(root, gap)
         if frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         self.frame_stride = frame_stride
+        self.reader = VideoReader(max_open_files, decode_threads)
         self.units = [p for p in list_files(self.root, {".mp4"}) if os.path.exists(self._hdf5(p))]
         self._require_units("<task>/<i>.mp4 + <task>/<i>.hdf5 episode pairs")
         self._frames: dict[str, int] = {}  # per-process cache of frame counts (filled in workers)
@@ -91,11 +99,11 @@ class EgoDexSource(FramePairSource):
 
     def episode_length(self, ref: EpisodeRef) -> int:
         if ref.path not in self._frames:
-            self._frames[ref.path] = count_frames(ref.path)
+            self._frames[ref.path] = self.reader.num_frames(ref.path)
         return (self._frames[ref.path] - 1) // self.frame_stride + 1
 
     def read_pair(self, ref: EpisodeRef, t: int, k: int) -> PairSample:
         task = self.task(ref)
         s = self.frame_stride
-        prev, curr = read_frames(ref.path, [t * s, (t + k) * s])
+        prev, curr = self.reader.read(ref.path, [t * s, (t + k) * s], self.decode_short_side)
         return self._pair(ref, prev, curr, t, k, task=task)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from avbr.data.base import CorruptFileError, FramePairSource, PairSample
+from avbr.data.base import CorruptFileError, FramePairSource, PairSample, short_side_shape
 
 __all__ = ["PairMixture", "StreamSampler", "collate_pairs", "resize_center_crop"]
 
@@ -37,8 +37,7 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     if (h, w) == (size, size):
         return img
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    nh, nw = short_side_shape(h, w, size)  # PIL returns a copy when the size is already (nh, nw)
     out = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR, reducing_gap=None))
     top, left = (nh - size) // 2, (nw - size) // 2
     return out[top : top + size, left : left + size]
@@ -99,6 +98,8 @@ class PairMixture(Dataset):
         for mask, share in present:
             probs[mask] = w[mask] / w[mask].sum() * (share if len(present) == 2 else 1.0)
         self.probs = probs
+        for source in self.sources:  # video sources scale while decoding (see FramePairSource)
+            source.set_decode_short_side(img_size)
         self.skipped = 0
         self.bad_files: set[str] = set()
 

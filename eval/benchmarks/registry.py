@@ -20,7 +20,7 @@ Subcommand = Callable[[argparse.Namespace], dict[str, Any]]
 _SUBCOMMANDS: dict[str, tuple[Subcommand, Callable[[argparse.ArgumentParser], None]]] = {}
 
 # The modules that register a subcommand, imported by :func:`main` (each one benchmark).
-BENCHMARK_MODULES = ("envs", "experts", "eval_rollouts", "pretrain", "encoders", "datasets")
+BENCHMARK_MODULES = ("envs", "experts", "eval_rollouts", "pretrain", "encoders", "datasets", "video_decode")
 
 
 def subcommand(name: str, add_args: Callable[[argparse.ArgumentParser], None]

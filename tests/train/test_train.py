@@ -227,3 +227,30 @@ def test_run_skips_unreadable_files_and_counts_them(tmp_path) -> None:
         f"data.sources.stills.root={tmp_path / 'stills'}", "data.num_workers=0",
     )).results
     assert res["finished"] and res["skipped_files"] > 0
+
+
+def test_data_wait_is_the_fraction_of_time_spent_waiting_for_batches(tmp_path, monkeypatch) -> None:
+    """A loader that sleeps 0.5 s per batch: each one-step log window waits at least those 0.5 s."""
+    import avbr.train as train
+
+    open_stream = train.open_stream
+
+    def slow_stream(*args, **kwargs):
+        mixture, batches = open_stream(*args, **kwargs)
+
+        def slow():
+            for batch in batches:
+                time.sleep(0.5)
+                yield batch
+
+        return mixture, slow()
+
+    monkeypatch.setattr(train, "open_stream", slow_stream)
+    out = tmp_path / "slow"
+    res = run(make_cfg(out, "train.ckpt_every=10")).results
+    record = json.loads((out / "run.json").read_text())
+    assert record["results"]["data_wait"] == res["data_wait"]
+    last = res["final_metrics"]  # the last window: one step of 4 samples
+    window_s = 4 / last["samples_per_s"]
+    assert 0.5 <= last["data_wait"] * window_s <= window_s
+    assert 0 < res["data_wait"] <= 1.0  # the median over the 4 windows (3 of them wait)
