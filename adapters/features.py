@@ -41,6 +41,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from safetensors.torch import save_file
 
+from avbr.cli import entry_point
 from .cache import FeatureCache, array_hash, extract_features, files_hash
 from .registry import EncoderConfig, build_encoder
 
@@ -183,6 +184,7 @@ def run(cfg: DictConfig | FeaturesAppConfig) -> Path:
     return out
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="pkg://avbr.configs", config_name="features_app")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (see the module docstring)."""

@@ -73,16 +73,27 @@ def _where(ex: BaseException) -> str:
     spot = ""
     for frame, line in traceback.walk_tb(ex.__traceback__):
         path = os.path.abspath(frame.f_code.co_filename)
-        if path.startswith(_PACKAGE_ROOT + os.sep) and os.sep + ".venv" + os.sep not in path:
+        if (path.startswith(_PACKAGE_ROOT + os.sep) and os.sep + ".venv" + os.sep not in path
+                and path != os.path.abspath(__file__)):
             spot = f"{os.path.relpath(path, _PACKAGE_ROOT)}:{line} ({frame.f_code.co_name})"
     return spot
 
 
 def _text(ex: BaseException) -> str:
-    """The message of ``ex`` (``KeyError`` quotes its argument in ``str``: take the argument)."""
-    if isinstance(ex, KeyError) and len(ex.args) == 1:
-        return str(ex.args[0])
-    return str(ex).strip() or type(ex).__name__
+    """The message of ``ex``, without the parts that are no help to a user.
+
+    ``KeyError`` quotes its argument in ``str``: take the argument. OmegaConf appends
+    ``full_key:``/``object_type=`` lines and Hydra the config search path: drop them.
+    """
+    text = str(ex.args[0]) if isinstance(ex, KeyError) and len(ex.args) == 1 else str(ex)
+    kept = []
+    for line in text.strip().splitlines():
+        if line.strip().startswith(("full_key:", "object_type=", "reference_type=")) or line.startswith("Config search path"):
+            if line.startswith("Config search path"):
+                break
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip() or type(ex).__name__
 
 
 def format_user_error(ex: BaseException) -> str:

@@ -64,6 +64,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm import tqdm
 
+from avbr.cli import entry_point
 from avbr.data import SOURCES, GapSchedule, PairMixture, StreamSampler, collate_pairs
 from avbr.objectives import Objective, build_objective, frames_to_float
 from avbr.provenance import provenance
@@ -781,6 +782,7 @@ def _reduce_metrics(sums: dict[str, torch.Tensor], n: int, d: Dist) -> dict[str,
     return dict(zip(keys, stacked.tolist()))
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs.pretrain", config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 import yaml
+from avbr.cli import UserError
 
 ASSETS_ENV_VAR = "AVBR_LIBERO_ASSETS"
 LIBERO_CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
@@ -45,7 +46,7 @@ REQUIRED_ASSET_DIRS = ("articulated_objects", "stable_scanned_objects", "turbosq
                        "stable_hope_objects", "scenes")
 
 
-class LiberoSetupError(RuntimeError):
+class LiberoSetupError(UserError, RuntimeError):
     """The libero package, its config, or its assets are not usable."""
 
 

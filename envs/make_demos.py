@@ -24,6 +24,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from avbr.cli import ConfigError, entry_point
 from avbr.data.lerobot_writer import LeRobotWriter
 from avbr.envs.config import EpisodeRecord, SuiteConfig, register_suite_schema, suite_config_from
 from avbr.envs.demos import DemoWriter
@@ -62,13 +63,17 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     """Run the experts and write the demo files; returns the per-task summary."""
     suite = suite_config_from(cfg.suite)
     if not suite.render:
-        raise ValueError("demo files need camera images: set suite.render=true")
+        raise ConfigError("demo files need camera images: set suite.render=true")
     out_dir = Path(cfg.out) / suite.name
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {t.task_id: t for t in list_tasks(suite)}
     task_ids = list(cfg.tasks) if cfg.tasks is not None else sorted(tasks)
+    unknown = [t for t in task_ids if t not in tasks]
+    if unknown:
+        raise ConfigError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(tasks) - 1}; "
+                          "set tasks=[...] to ids in that range, or tasks=null for all")
     if cfg.format not in ("hdf5", "lerobot"):
-        raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
+        raise ConfigError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.format == "lerobot":  # one dataset holds every task (the task is per episode)
         shared = LeRobotWriter(out_dir / "lerobot", fps=suite.control_freq)
         writers = {t: shared for t in task_ids}
@@ -105,6 +110,7 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     return summary
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="make_demos_schema")
 def main(cfg: Any) -> None:
     """Hydra entry point."""

@@ -26,11 +26,13 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from avbr.cli import entry_point  # noqa: E402
 from avbr.eval.reporting.compare import ReportConfig, build_report  # noqa: E402
 
 ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="report")
 def main(cfg: Any) -> None:
     """Hydra entry point: build the report and print where it is."""

@@ -28,6 +28,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from avbr.cli import entry_point
 from avbr.provenance import code_provenance, describe_commit, provenance
 from avbr.schedule import lr_at
 
@@ -246,6 +247,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
 ConfigStore.instance().store(name="finetune_schema", node=FinetuneSettings)
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="../../configs/vla", config_name="finetune")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: validate against :class:`FinetuneSettings`, log, save config, run."""

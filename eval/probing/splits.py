@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from avbr.cli import UserError
+
 __all__ = ["Split", "LeakageError", "split_by_group", "check_no_leakage", "SplitFn"]
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from avbr.cli import ConfigError, UserError
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
@@ -186,7 +187,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     task_ids = sorted(all_tasks) if config["tasks"] is None else list(config["tasks"])
     unknown = [t for t in task_ids if t not in all_tasks]
     if unknown:
-        raise KeyError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}")
+        raise ConfigError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}; "
+                          "set tasks=[...] to ids in that range, or tasks=null for all")
     tasks = [all_tasks[t] for t in task_ids]
     if config["dry_run"]:
         for t in tasks:

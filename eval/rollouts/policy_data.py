@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avbr.cli import UserError
 from avbr.adapters.cache import FeatureCache, cache_key, file_digest
 
 from avbr.envs.config import TaskInfo

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from avbr.cli import UserError
 from avbr.provenance import describe_commit
 
 #: Version of the ``results.json`` layout; bump it when a field changes meaning or moves.
