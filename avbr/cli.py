@@ -9,8 +9,9 @@ Every entry point (``eval/*.py``, ``python -m avbr.train``, ``avbr.envs.make_dem
 
 A *user error* is an instance of :class:`UserError` (a mixin the project's own exception classes
 inherit: a missing or corrupt file, an unknown registry name, a strict-load mismatch, a setup
-error, a resume into a different run...), a ``FileNotFoundError``, or a Hydra/OmegaConf
-configuration error (unknown config key or group option, bad override, wrong type). Such an error
+error, a resume into a different run...), a ``FileNotFoundError``, a Hydra/OmegaConf
+configuration error (unknown config key or group option, bad override, wrong type), or a
+``ValueError`` raised by a config dataclass's ``__post_init__`` check. Such an error
 prints one message -- what was wrong, where it was raised, and how to get the full traceback -- and
 the process exits with status 2. Any other exception is a bug and keeps its full traceback.
 
@@ -31,7 +32,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-__all__ = ["UserError", "ConfigError", "entry_point", "format_user_error", "is_user_error"]
+__all__ = ["UserError", "ConfigError", "InputError", "ResumeMismatchError", "entry_point", "format_user_error", "is_user_error"]
 
 EXIT_USER_ERROR = 2
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,14 @@ class ConfigError(UserError, ValueError):
     """A config value that is invalid (out of range, contradicting another field, unknown id)."""
 
 
+class InputError(UserError, ValueError):
+    """An input file or array that cannot be used as given (wrong dtype, shape or layout)."""
+
+
+class ResumeMismatchError(UserError, RuntimeError):
+    """The output folder holds a run with a different configuration (evaluation or pretraining)."""
+
+
 def _config_error_types() -> tuple[type[BaseException], ...]:
     """Hydra's and OmegaConf's exception bases (imported on use: this module stays light)."""
     from hydra.errors import HydraException
@@ -57,12 +66,21 @@ def _config_error_types() -> tuple[type[BaseException], ...]:
     return HydraException, OmegaConfBaseException
 
 
+def _from_config_check(ex: BaseException) -> bool:
+    """A ``ValueError``/``TypeError`` raised by a config dataclass's ``__post_init__`` (a rule that
+    spans fields, STYLE.md): the config is wrong, not the code."""
+    frames = list(traceback.walk_tb(ex.__traceback__))
+    return isinstance(ex, (ValueError, TypeError)) and bool(frames) and frames[-1][0].f_code.co_name == "__post_init__"
+
+
 def is_user_error(ex: BaseException) -> bool:
     """Whether ``ex`` (or the error it wraps) is one the user can fix from its message."""
     seen: set[int] = set()
     while ex is not None and id(ex) not in seen:
         seen.add(id(ex))
         if isinstance(ex, (UserError, FileNotFoundError, NotADirectoryError) + _config_error_types()):
+            return True
+        if _from_config_check(ex):
             return True
         ex = ex.__cause__  # Hydra and OmegaConf wrap the original error (e.g. a __post_init__ check)
     return False

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from avbr.cli import ConfigError, UserError
+from avbr.cli import ConfigError, ResumeMismatchError
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
@@ -112,10 +112,6 @@ class EvalConfig:
 #: Settings that may change between a run and its resumption (they do not change any number).
 _RESUME_FREE = ("workers", "out_dir", "wandb", "torch_threads", "encode_batch_size", "episodes_per_task",
                 "seeds", "videos_per_task", "save_rollout_features", "dry_run")
-
-
-class ResumeMismatchError(RuntimeError):
-    """The output folder holds a run with a different configuration."""
 
 
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:

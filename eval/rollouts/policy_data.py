@@ -45,7 +45,7 @@ from avbr.eval.rollouts.policies import DemoArrays
 CAMERA_KEYS = CAMERAS
 
 
-class DemosNotFoundError(FileNotFoundError):
+class DemosNotFoundError(UserError, FileNotFoundError):
     """Demo files for some evaluated tasks are missing; the message says how to get them."""
 
 

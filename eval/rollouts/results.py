@@ -198,7 +198,7 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
     }
 
 
-class ResultsSchemaError(ValueError):
+class ResultsSchemaError(UserError, ValueError):
     """``results.json`` does not follow the schema; the message names the field."""
 
 
