@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from tests.libero_demo_fixture import write_official_demo
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_TIMM = ["encoder=timm_vit", "encoder.img_size=32", "encoder.device=cpu", "cache_dir=null",
+TINY_TIMM = ["encoder=timm_vit", "encoder.source=null", "encoder.img_size=32", "encoder.device=cpu", "cache_dir=null",
              "+encoder.model_kwargs={embed_dim: 32, depth: 1, num_heads: 2}"]
 
 
@@ -98,7 +98,7 @@ CASES = {
                            ["no task ids [99]", "tasks=null"]),
     "missing_source_folder": (FEATURES + TINY_TIMM + ["source.name=image_folder", "source.root={tmp}/nowhere"], None,
                               ["nowhere does not exist", "root"]),
-    "wrong_weights": (FEATURES + TINY_TIMM + ["encoder.source={x}", "input=x.npy"], _wrong_weights,
+    "wrong_weights": ([*FEATURES, *TINY_TIMM[:1], "encoder.source={x}", *TINY_TIMM[2:], "input=x.npy"], _wrong_weights,
                       ["does not match", "missing", "2 unexpected", "first 5", "encoder.name"]),
     "truncated_hdf5": (FEATURES + TINY_TIMM + ["source.name=hdf5_demos", "source.root={x}"], _truncated_demo,
                        ["task_demo.hdf5"]),
@@ -129,7 +129,7 @@ def _run(cmd: list[str], tmp: Path, env: dict[str, str] | None = None) -> subpro
 def test_bad_input_gives_one_message_and_status_2(case: str, tmp_path: Path) -> None:
     cmd, setup, words = CASES[case]
     x = setup(tmp_path) if setup else ""
-    res = _run([c.format(tmp=tmp_path, x=x) for c in cmd], tmp_path)
+    res = _run([c.replace("{tmp}", str(tmp_path)).replace("{x}", str(x)) for c in cmd], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 2, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
