@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2.functional import resize as resize_image
 
-from avbr.cli import UserError
+from avbr.cli import ConfigError, UserError
 
 __all__ = [
     "Features",
@@ -270,11 +270,11 @@ class EncoderAdapter(nn.Module):
 
     def _check_frames(self) -> None:
         if self.frames not in ("curr", "both"):
-            raise ValueError(f"frames must be 'curr' or 'both', got {self.frames!r}")
+            raise ConfigError(f"frames must be 'curr' or 'both', got {self.frames!r} (encoder.frames)")
         if self.frames == "both" and self.contract.frames_needed == 2:
-            raise ValueError(
+            raise ConfigError(
                 "frames='both' is for one-frame encoders; this encoder already takes (prev, curr). "
-                "Use frames='curr'."
+                "Use frames='curr' (override encoder.frames=curr)."
             )
 
     # -- to implement ------------------------------------------------------------------------
