@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from tqdm import tqdm
 
-__all__ = ["finish", "per_hour", "progress_bar", "progress_enabled"]
+__all__ = ["finish", "note", "per_hour", "progress_bar", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -48,6 +48,12 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, total: int | None = N
 def per_hour(count: float, start_t: float) -> float:
     """``count`` per hour of wall time since ``start_t`` (``time.time()``)."""
     return 3600.0 * count / max(time.time() - start_t, 1e-9)
+
+
+def note(bar: tqdm, text: str) -> None:
+    """Print a log line on stdout above the bar (without breaking it) and flush."""
+    bar.write(text, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def finish(bar: tqdm, summary: str) -> str:

@@ -62,11 +62,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
-from tqdm import tqdm
 
 from avbr.cli import ResumeMismatchError, entry_point
 from avbr.data import SOURCES, GapSchedule, PairMixture, StreamSampler, collate_pairs
 from avbr.objectives import Objective, build_objective, frames_to_float
+from avbr.progress import progress_bar
 from avbr.provenance import provenance
 from avbr.schedule import lr_at
 from avbr.train_config import DataConfig, OptimConfig, PretrainConfig, TrainConfig
@@ -645,7 +645,7 @@ def train_loop(
     stop_step = tc.total_steps
     if tc.max_steps_this_run is not None:
         stop_step = min(stop_step, start_step + tc.max_steps_this_run)
-    bar = tqdm(total=tc.total_steps, initial=start_step, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
+    bar = progress_bar(total=tc.total_steps, initial=start_step, enabled=d.is_main, desc="pretrain", unit="step")
     sums: dict[str, torch.Tensor] = {}
     last: dict[str, float] = {}
     n_logged, t_log, skipped_since_log = 0, time.time(), 0

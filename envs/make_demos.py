@@ -30,6 +30,7 @@ from avbr.envs.config import EpisodeRecord, SuiteConfig, register_suite_schema, 
 from avbr.envs.demos import DemoWriter
 from avbr.envs.registry import list_tasks
 from avbr.envs.vector import run_expert_episodes
+from avbr.progress import finish, per_hour, progress_bar
 
 
 @dataclass
@@ -81,6 +82,8 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
         writers = {t: DemoWriter(out_dir / f"{tasks[t].name}_demo.hdf5", suite.name, t) for t in task_ids}
     counts = {t: {"attempted": 0, "written": 0, "errors": []} for t in task_ids}
 
+    bar = progress_bar(total=len(task_ids) * cfg.n_per_task, desc=f"make_demos {suite.name}", unit="ep")
+
     def on_episode(record: EpisodeRecord) -> None:
         counts[record.task_id]["attempted"] += 1
         if record.success:
@@ -89,6 +92,9 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
         elif record.error:
             counts[record.task_id]["errors"].append(record.error.strip().splitlines()[-1])
         record.data = None
+        bar.update(1)
+        bar.set_postfix_str(f"successes {sum(c['written'] for c in counts.values())}, "
+                            f"{per_hour(sum(c['attempted'] for c in counts.values()), bar.start_t):.0f} ep/h")
 
     try:
         run_expert_episodes(suite, task_ids, cfg.n_per_task, cfg.workers, record=True,
@@ -96,6 +102,8 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     finally:
         for writer in {id(w): w for w in writers.values()}.values():
             writer.close()
+    done, written = sum(c["attempted"] for c in counts.values()), sum(c["written"] for c in counts.values())
+    finish(bar, f"{done} episodes, {written} successes written ({written / max(done, 1):.0%})")
     summary = {"suite": suite.name, "n_per_task": cfg.n_per_task, "tasks": []}
     for t in task_ids:
         c = counts[t]

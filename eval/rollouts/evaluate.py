@@ -32,6 +32,7 @@ from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episod
 from avbr.envs.config import suite_config_from
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
+from avbr.progress import finish, note, per_hour, progress_bar
 from avbr.provenance import code_provenance
 from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
@@ -244,6 +245,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                                record_features=config["save_rollout_features"],
                                batch_size=config["encode_batch_size"])
         venv = TrackingVectorEnv(suite, max(1, min(config["workers"], len(specs))))
+        bar = progress_bar(total=len(specs), desc=f"rollouts seed {seed}", unit="ep")
+        tally = {"done": 0, "successes": 0}
 
         def on_episode(record: EpisodeRecord, s: int = seed) -> None:
             video = None
@@ -262,9 +265,14 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                                      error=record.error, init_digest=record.init_digest, video=video))
             done = [e for e in log.results() if e.seed == s]
             wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
-            print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: "
-                  f"{'success' if record.success else 'failure'} in {record.length} steps"
-                  + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""), flush=True)
+            tally["done"] += 1
+            tally["successes"] += bool(record.success)
+            bar.update(1)
+            bar.set_postfix_str(f"successes {tally['successes']}/{tally['done']}, "
+                                f"{per_hour(tally['done'], bar.start_t):.0f} ep/h")
+            note(bar, f"[eval] seed {s} task {record.task_id} episode {record.episode}: "
+                      f"{'success' if record.success else 'failure'} in {record.length} steps"
+                      + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""))
 
         t2 = time.perf_counter()
         try:
@@ -272,6 +280,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                          record_frames=any(s.episode < config["videos_per_task"] for s in specs))
         finally:
             venv.close()
+        finish(bar, f"{tally['done']} episodes, {tally['successes']} successes "
+                    f"({tally['successes'] / max(tally['done'], 1):.0%}), {per_hour(tally['done'], bar.start_t):.0f} episodes/h")
         episodes_run += len(specs)
         env_s += venv.busy_s
         rollout_s += time.perf_counter() - t2
