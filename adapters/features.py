@@ -9,7 +9,10 @@ Inputs (exactly one):
         episode of a pretraining data source (``avbr.data.SOURCES``: ``hdf5_demos``, ``bridge``,
         ``video_folder``...), in episode order. The output then also holds ``t [T]``,
         ``episode [T]`` (index into the ``episodes`` list of the metadata) and, for sources with
-        actions, ``action [T, A]``.
+        actions, ``action [T, A]``. All frames must have one size (every pair is stacked into
+        one array): a folder of images of several sizes is an error naming two of them; resize
+        them first (the encoder then resizes as its input contract says). Resizing here would
+        change the aspect ratio or crop without the user choosing how.
 
 Output: a ``.safetensors`` file with ``cls [T, D]``, ``patches [T, N, D]`` (unless
 ``keep_patches=false``) and the stream tensors, or ``features [T, ...]`` when a parameter-free
