@@ -110,15 +110,19 @@ def _text(ex: BaseException) -> str:
             if line.startswith("Config search path"):
                 break
             continue
+        if line.startswith("\t") and kept and kept[-1].endswith((":", ",")):  # Hydra's option list, one a line
+            kept[-1] += " " + line.strip() + ","
+            continue
         kept.append(line)
-    return "\n".join(kept).strip() or type(ex).__name__
+    return "\n".join(k.rstrip(",") for k in kept).strip() or type(ex).__name__
 
 
 def format_user_error(ex: BaseException) -> str:
     """The one message printed for a user error: kind and text, the raise site, the verbose hint."""
     lines = [f"error ({type(ex).__name__}): {_text(ex)}"]
     cause = ex.__cause__ or (None if ex.__suppress_context__ else ex.__context__)
-    if cause is not None and _text(cause) not in lines[0]:
+    # A project error that wraps another project error already carries its reason: skip the repeat.
+    if cause is not None and _text(cause) not in lines[0] and not (isinstance(ex, UserError) and isinstance(cause, UserError)):
         lines.append(f"  caused by ({type(cause).__name__}): {_text(cause)}")
     where = _where(ex)
     if where:
