@@ -114,6 +114,10 @@ CASES = {
                                   ["different run", "model", "train.seed", "new train.output_dir"]),
     "bench_unknown_suite": ([sys.executable, str(REPO / "eval" / "bench.py"), "envs", "--suite", "nope"], None,
                             ["unknown suite 'nope'", "robosuite_lift"]),
+    "vla_finetune_no_demos": ([sys.executable, "-m", "avbr.adapters.vla.finetune", "vla=openvla_tiny", "device=cpu",
+                               "out_dir={tmp}/vla"], None, ["no demos", "data.paths=", "data.synthetic=true"]),
+    "probes_missing_data_root": ([sys.executable, str(REPO / "eval" / "probes.py"), "data.root={tmp}/nowhere",
+                                  "output_dir={tmp}/out"], None, ["nowhere does not exist", "root"]),
     "report_no_runs": ([sys.executable, str(REPO / "eval" / "report.py"), "runs=[{tmp}/nowhere]", "out={tmp}/r"], None,
                        ["nowhere"]),
 }
