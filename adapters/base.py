@@ -23,6 +23,8 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2.functional import resize as resize_image
 
+from avbr.cli import ConfigError, UserError
+
 __all__ = [
     "Features",
     "InputContract",
@@ -202,7 +204,7 @@ def to_frames(frames: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # [B,H,W,3] -> [B,3,H,W]
 
 
-class StrictLoadError(RuntimeError):
+class StrictLoadError(UserError, RuntimeError):
     """A checkpoint's keys or shapes do not match the model."""
 
 
@@ -221,11 +223,10 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], *, sourc
         if tuple(own[k].shape) != tuple(state_dict[k].shape)
     )
     if missing or unexpected or mismatched:
-        parts = []
+        parts = [f"{len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} shape mismatches"]
         for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
             if keys:
-                shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
-                parts.append(f"{label} ({len(keys)}): {shown}")
+                parts.append(f"{label} ({len(keys)}), first 5: {', '.join(keys[:5])}")
         raise StrictLoadError(
             f"checkpoint {source} does not match {type(module).__name__}: " + "; ".join(parts)
             + ". Check that the encoder entry matches the checkpoint's layout and size "
@@ -269,11 +270,11 @@ class EncoderAdapter(nn.Module):
 
     def _check_frames(self) -> None:
         if self.frames not in ("curr", "both"):
-            raise ValueError(f"frames must be 'curr' or 'both', got {self.frames!r}")
+            raise ConfigError(f"frames must be 'curr' or 'both', got {self.frames!r} (encoder.frames)")
         if self.frames == "both" and self.contract.frames_needed == 2:
-            raise ValueError(
+            raise ConfigError(
                 "frames='both' is for one-frame encoders; this encoder already takes (prev, curr). "
-                "Use frames='curr'."
+                "Use frames='curr' (override encoder.frames=curr)."
             )
 
     # -- to implement ------------------------------------------------------------------------

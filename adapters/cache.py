@@ -19,13 +19,15 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
+
+from avbr.progress import finish, progress_bar
 
 from .base import EncoderAdapter, Features
 from .readouts import build_readout
@@ -172,7 +174,7 @@ def extract_features(
         keep_patches: with ``readout=None``, also store the patch tokens (large: ``T x N x D``).
         cache: where to look up and store results.
         data_key: hash of the data; default :func:`array_hash` of ``prev`` and ``curr``.
-        progress: show a tqdm bar.
+        progress: show a progress bar (:mod:`avbr.progress`: only on a terminal) and a summary line.
 
     Returns:
         ``(tensors, meta)``: with a readout, ``{"features": [T, ...]}``; else ``cls [T, D]``,
@@ -188,7 +190,8 @@ def extract_features(
     chunks: list[dict[str, torch.Tensor]] = []
     meta: dict = {}
     n_batches = -(-len(curr) // batch_size)
-    for p, c in tqdm(_batches(prev, curr, batch_size), total=n_batches, disable=not progress, desc=f"encode {encoder.name}"):
+    bar = progress_bar(total=len(curr), desc=f"encode {encoder.name}", unit="frame", enabled=progress)
+    for p, c in _batches(prev, curr, batch_size):
         f = encoder.encode(p, c)
         if readout is not None:
             if head is None:
@@ -201,6 +204,11 @@ def extract_features(
             if not keep_patches:
                 t = {k: v for k, v in t.items() if "patches" not in k}
         chunks.append(t)
+        bar.update(len(c))
+    if progress:
+        finish(bar, f"{len(curr)} frames in {n_batches} batches, {len(curr) / max(time.time() - bar.start_t, 1e-9):.1f} frames/s")
+    else:
+        bar.close()
     tensors = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
     meta = {**meta, "encoder": encoder.name, "contract": encoder.contract.describe(), "count": len(curr)}
     if cache is not None and key is not None:

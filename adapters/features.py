@@ -9,7 +9,10 @@ Inputs (exactly one):
         episode of a pretraining data source (``avbr.data.SOURCES``: ``hdf5_demos``, ``bridge``,
         ``video_folder``...), in episode order. The output then also holds ``t [T]``,
         ``episode [T]`` (index into the ``episodes`` list of the metadata) and, for sources with
-        actions, ``action [T, A]``.
+        actions, ``action [T, A]``. All frames must have one size (every pair is stacked into
+        one array): a folder of images of several sizes is an error naming two of them; resize
+        them first (the encoder then resizes as its input contract says). Resizing here would
+        change the aspect ratio or crop without the user choosing how.
 
 Output: a ``.safetensors`` file with ``cls [T, D]``, ``patches [T, N, D]`` (unless
 ``keep_patches=false``) and the stream tensors, or ``features [T, ...]`` when a parameter-free
@@ -41,6 +44,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from safetensors.torch import save_file
 
+from avbr.cli import InputError, entry_point
 from .cache import FeatureCache, array_hash, extract_features, files_hash
 from .registry import EncoderConfig, build_encoder
 
@@ -106,17 +110,18 @@ def load_array_pairs(path: str, key: str = "", gap: int = 1) -> tuple[np.ndarray
     if isinstance(data, np.lib.npyio.NpzFile):
         names = list(data.keys())
         if not key and len(names) != 1:
-            raise ValueError(f"{path} holds arrays {names}; choose one with input_key=<name>")
+            raise InputError(f"{path} holds arrays {names}; choose one with input_key=<name>")
         arr = data[key or names[0]]
     else:
         arr = data
     if arr.dtype != np.uint8:
-        raise ValueError(f"{path}: frames must be uint8, got {arr.dtype}")
+        raise InputError(f"{path}: frames must be uint8 RGB (0-255), got {arr.dtype}; convert them, e.g. "
+                         "(frames * 255).round().clip(0, 255).astype(np.uint8) for floats in [0, 1]")
     if arr.ndim == 5 and arr.shape[1] == 2 and arr.shape[-1] == 3:  # [N, 2, H, W, 3]
         return arr[:, 0], arr[:, 1]
     if arr.ndim == 4 and arr.shape[-1] == 3:  # [T, H, W, 3]: prev = frame t - gap (clamped at 0)
         return arr[np.maximum(np.arange(len(arr)) - gap, 0)], arr
-    raise ValueError(f"{path}: expected [T, H, W, 3] or [N, 2, H, W, 3] uint8 frames, got shape {arr.shape}")
+    raise InputError(f"{path}: expected [T, H, W, 3] or [N, 2, H, W, 3] uint8 frames, got shape {arr.shape}")
 
 
 def load_source_pairs(cfg: SourceInput) -> tuple[np.ndarray, np.ndarray, dict[str, Any], str]:
@@ -142,8 +147,16 @@ def load_source_pairs(cfg: SourceInput) -> tuple[np.ndarray, np.ndarray, dict[st
             eps.append(len(ids) - 1)
             if "action" in s:
                 actions.append(s["action"])
+    sizes = {}  # (H, W) -> the first episode with frames of that size
+    for c, e in zip(curr, eps):
+        sizes.setdefault(c.shape[:2], ids[e])
+    if len(sizes) > 1:
+        (size_a, ep_a), (size_b, ep_b) = list(sizes.items())[:2]
+        raise InputError(f"source {cfg.name} under {cfg.root} has frames of {len(sizes)} sizes, e.g. {size_a} in "
+                         f"{ep_a} and {size_b} in {ep_b}; the tool stacks every frame into one array, so resize the "
+                         "images to one size first (the encoder then resizes them as its contract says)")
     if not curr:
-        raise ValueError(f"source {cfg.name} under {cfg.root} gave no pairs with gap {cfg.gap}")
+        raise InputError(f"source {cfg.name} under {cfg.root} gave no pairs with gap {cfg.gap}")
     extras: dict[str, Any] = {"t": np.asarray(ts), "episode": np.asarray(eps), "episodes": ids}
     if len(actions) == len(curr):
         extras["action"] = np.stack(actions).astype(np.float32)
@@ -160,7 +173,7 @@ def run(cfg: DictConfig | FeaturesAppConfig) -> Path:
     log.info("encoder %s on %s: %s", enc_cfg.name, encoder.device, encoder.contract.describe())
     extras: dict[str, Any] = {}
     if bool(cfg.input) == bool(cfg.source.name):
-        raise ValueError("give exactly one input: input=<frames.npy|npz> or source.name=<data source> source.root=<folder>")
+        raise InputError("give exactly one input: input=<frames.npy|npz> or source.name=<data source> source.root=<folder>")
     if cfg.input:
         prev, curr = load_array_pairs(cfg.input, cfg.input_key, cfg.gap)
         data_key = array_hash(prev, curr)
@@ -183,6 +196,7 @@ def run(cfg: DictConfig | FeaturesAppConfig) -> Path:
     return out
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="pkg://avbr.configs", config_name="features_app")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (see the module docstring)."""

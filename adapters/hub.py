@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from avbr.cli import UserError
 
 __all__ = ["WeightsNotFoundError", "WeightsFormatError", "WEIGHT_FILES", "resolve_hf_dir", "resolve_hf_file", "read_state_dict"]
 
@@ -26,11 +27,11 @@ _SAFETENSORS_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
 _BIN_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """The weights are neither a local path nor fetchable from the hub."""
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(UserError, ValueError):
     """A weights file that cannot be read safely: a pickle that needs code, or not a checkpoint."""
 
 

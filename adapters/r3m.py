@@ -37,6 +37,7 @@ from torch import nn
 from .base import IMAGENET_MEAN, IMAGENET_STD, EncoderAdapter, Features, InputContract, load_strict
 from .hub import WeightsNotFoundError, read_state_dict
 from .registry import EncoderConfig, register_encoder
+from avbr.registry import UnknownNameError
 
 __all__ = ["R3MNet", "R3MAdapter", "convert_r3m"]
 
@@ -70,7 +71,7 @@ class R3MNet(nn.Module):
     def __init__(self, arch: str = "resnet50") -> None:
         super().__init__()
         if arch not in _ARCHS:
-            raise KeyError(f"unknown R3M arch {arch!r}; valid: {sorted(_ARCHS)}")
+            raise UnknownNameError(f"unknown R3M arch {arch!r}; valid: {sorted(_ARCHS)}")
         self.convnet = _ARCHS[arch](weights=None)
         self.convnet.fc = nn.Identity()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

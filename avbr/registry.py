@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from avbr.cli import UserError
+
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "UnknownNameError"]
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name that is not in a registry; the message lists the valid names."""
 
 
 class Registry(Generic[T]):
@@ -36,9 +42,9 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        """The entry for ``name``; raises ``KeyError`` listing the valid names if there is none."""
+        """The entry for ``name``; raises :class:`UnknownNameError` (a ``KeyError``) listing the valid names if there is none."""
         if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self._entries))}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self._entries))}")
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -62,10 +62,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
-from tqdm import tqdm
 
+from avbr.cli import ResumeMismatchError, entry_point
 from avbr.data import SOURCES, GapSchedule, PairMixture, StreamSampler, collate_pairs
 from avbr.objectives import Objective, build_objective, frames_to_float
+from avbr.progress import progress_bar
 from avbr.provenance import provenance
 from avbr.schedule import lr_at
 from avbr.train_config import DataConfig, OptimConfig, PretrainConfig, TrainConfig
@@ -513,6 +514,7 @@ def init_objective(
             )
     if ckpt is None:
         return objective, optimizer, ResumeState()
+    check_same_run(ckpt, schema)
     objective.load_state_dict(load_file(str(ckpt / "objective.safetensors"), device=str(d.device)), strict=True)
     trainer = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(trainer["optimizer"])
@@ -525,6 +527,25 @@ def init_objective(
         checkpoint=ckpt, step=trainer["step"], samples_seen=trainer["samples_seen"],
         skipped_files=trainer.get("skipped_files", 0), rng=trainer["rng"][d.rank] if same_world else None,
     )
+
+
+# The config sections that make a checkpoint another run's: resuming may change anything else
+# (steps, workers, logging, world size) but not what is trained, on what, from which seed.
+RUN_IDENTITY = ("model", "objective", "data.sources", "train.seed")
+
+
+def check_same_run(ckpt: Path, schema: PretrainConfig) -> None:
+    """Raise :class:`ResumeMismatchError` when ``ckpt/config.yaml`` differs in :data:`RUN_IDENTITY`."""
+    if not (ckpt / "config.yaml").exists():
+        return
+    stored = OmegaConf.load(ckpt / "config.yaml")
+    current = OmegaConf.create(dataclasses.asdict(schema))
+    diff = [k for k in RUN_IDENTITY if OmegaConf.select(stored, k) != OmegaConf.select(current, k)]
+    if diff:
+        raise ResumeMismatchError(
+            f"{ckpt} is a checkpoint of a different run (differs in: {', '.join(diff)}; its config is "
+            f"{ckpt / 'config.yaml'}). Choose a new train.output_dir for this run, or resume with that run's settings."
+        )
 
 
 def open_stream(
@@ -629,7 +650,7 @@ def train_loop(
     stop_step = tc.total_steps
     if tc.max_steps_this_run is not None:
         stop_step = min(stop_step, start_step + tc.max_steps_this_run)
-    bar = tqdm(total=tc.total_steps, initial=start_step, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
+    bar = progress_bar(total=tc.total_steps, initial=start_step, enabled=d.is_main, desc="pretrain", unit="step")
     sums: dict[str, torch.Tensor] = {}
     last: dict[str, float] = {}
     n_logged, t_log, skipped_since_log = 0, time.time(), 0
@@ -795,6 +816,7 @@ def _reduce_metrics(sums: dict[str, torch.Tensor], n: int, d: Dist) -> dict[str,
     return dict(zip(keys, stacked.tolist()))
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs.pretrain", config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -80,6 +80,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from avbr.cli import UserError
 from avbr.envs import observations
 from avbr.envs.config import EpisodeRecord
 
@@ -110,7 +111,7 @@ ALIGNMENTS: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-class DemoFileError(ValueError):
+class DemoFileError(UserError, ValueError):
     """A demo file cannot be used: unreadable, truncated, not the layout, or the wrong task.
     ``path`` names the file."""
 

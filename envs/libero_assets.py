@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 import yaml
+from avbr.cli import UserError
 
 ASSETS_ENV_VAR = "AVBR_LIBERO_ASSETS"
 LIBERO_CONFIG_ENV_VAR = "LIBERO_CONFIG_PATH"
@@ -45,7 +46,7 @@ REQUIRED_ASSET_DIRS = ("articulated_objects", "stable_scanned_objects", "turbosq
                        "stable_hope_objects", "scenes")
 
 
-class LiberoSetupError(RuntimeError):
+class LiberoSetupError(UserError, RuntimeError):
     """The libero package, its config, or its assets are not usable."""
 
 
@@ -97,7 +98,8 @@ def resolve_assets_dir(explicit: str | os.PathLike | None = None) -> Path:
     if explicit and not _is_asset_tree(candidates[0][1]):
         raise LiberoSetupError(
             f"assets_dir={explicit!s} is not a LIBERO asset tree (it needs the sub-folders "
-            f"{', '.join(REQUIRED_ASSET_DIRS)})"
+            f"{', '.join(REQUIRED_ASSET_DIRS)}); point suite.assets_dir at the folder that holds them "
+            f"(LIBERO's libero/libero/assets), or drop the override to search {ASSETS_ENV_VAR} and the defaults"
         )
     for _, path in candidates:
         if _is_asset_tree(path):

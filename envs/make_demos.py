@@ -28,12 +28,14 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from avbr.cli import ConfigError, entry_point
 from avbr.data.lerobot_writer import LeRobotWriter
 from avbr.envs.config import EpisodeRecord, EpisodeSpec, SuiteConfig, register_suite_schema, suite_config_from
 from avbr.envs.demos import DemoWriter
 from avbr.envs.registry import list_tasks
 from avbr.envs.scenes import HELDOUT_SEED, HELDOUT_SEED_BASE, check_source
 from avbr.envs.vector import run_expert_episodes
+from avbr.progress import finish, per_hour, progress_bar
 
 
 @dataclass
@@ -77,17 +79,19 @@ def heldout_specs(task_ids: list[int], n_per_task: int, seed_offset: int) -> lis
 
 def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     """Run the experts and write the demo files; returns the per-task summary."""
-    from tqdm import tqdm  # noqa: PLC0415
-
     suite = cfg.suite if isinstance(cfg.suite, SuiteConfig) else suite_config_from(cfg.suite)
     if not suite.render:
-        raise ValueError("demo files need camera images: set suite.render=true")
+        raise ConfigError("demo files need camera images: set suite.render=true")
     out_dir = Path(cfg.out) / suite.name
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {t.task_id: t for t in list_tasks(suite)}
     task_ids = list(cfg.tasks) if cfg.tasks is not None else sorted(tasks)
+    unknown = [t for t in task_ids if t not in tasks]
+    if unknown:
+        raise ConfigError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(tasks) - 1}; "
+                          "set tasks=[...] to ids in that range, or tasks=null for all")
     if cfg.format not in ("hdf5", "lerobot"):
-        raise ValueError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
+        raise ConfigError(f"format must be 'hdf5' or 'lerobot', got {cfg.format!r}")
     if cfg.format == "lerobot":  # one dataset holds every task (the task is per episode)
         shared = LeRobotWriter(out_dir / "lerobot", fps=suite.control_freq)
         writers = {t: shared for t in task_ids}
@@ -95,7 +99,7 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
         writers = {t: DemoWriter(out_dir / f"{tasks[t].name}_demo.hdf5", suite.name, t) for t in task_ids}
     counts = {t: {"attempted": 0, "written": 0, "collisions": 0, "errors": []} for t in task_ids}
     specs = heldout_specs(task_ids, cfg.n_per_task, cfg.seed_offset)
-    bar = tqdm(total=len(specs), desc=f"demos {suite.name}", unit="episode", disable=not cfg.progress)
+    bar = progress_bar(total=len(specs), desc=f"make_demos {suite.name}", unit="ep", enabled=cfg.progress)
 
     def on_episode(record: EpisodeRecord) -> None:
         counts[record.task_id]["attempted"] += 1
@@ -107,7 +111,8 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
             counts[record.task_id]["errors"].append(record.error.strip().splitlines()[-1])
         record.data = None
         bar.update(1)
-        bar.set_postfix(written=sum(c["written"] for c in counts.values()))
+        bar.set_postfix_str(f"successes {sum(c['written'] for c in counts.values())}, "
+                            f"{per_hour(sum(c['attempted'] for c in counts.values()), bar.start_t):.0f} ep/h")
 
     try:
         run_expert_episodes(suite, workers=cfg.workers, record=True, episodes=specs, on_episode=on_episode)
@@ -115,6 +120,8 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
         bar.close()
         for writer in {id(w): w for w in writers.values()}.values():
             writer.close()
+    done, written = sum(c["attempted"] for c in counts.values()), sum(c["written"] for c in counts.values())
+    finish(bar, f"{done} episodes, {written} successes written ({written / max(done, 1):.0%})")
     summary = {"suite": suite.name, "n_per_task": cfg.n_per_task, "init_source": HELDOUT_SEED,
                "seeds": [cfg.seed_offset, cfg.seed_offset + cfg.n_per_task - 1], "tasks": []}
     for t in task_ids:
@@ -131,6 +138,7 @@ def make_demos(cfg: MakeDemosConfig | Any) -> dict[str, Any]:
     return summary
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="make_demos_schema")
 def main(cfg: Any) -> None:
     """Hydra entry point."""

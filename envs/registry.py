@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from avbr.envs.config import SuiteConfig, TaskInfo
+from avbr.registry import UnknownNameError
 
 
 class SimEnv(Protocol):
@@ -90,10 +91,10 @@ def list_suites() -> list[str]:
 
 
 def get_suite(name: str) -> SuiteSpec:
-    """Look up a suite; an unknown name raises ``KeyError`` listing the known ones."""
+    """Look up a suite; an unknown name raises :class:`UnknownNameError` (a ``KeyError``) listing the known ones."""
     _ensure_builtin()
     if name not in _SUITES:
-        raise KeyError(f"unknown suite {name!r}; known suites: {', '.join(sorted(_SUITES))}")
+        raise UnknownNameError(f"unknown suite {name!r}; known suites: {', '.join(sorted(_SUITES))}")
     return _SUITES[name]
 
 

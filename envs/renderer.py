@@ -30,6 +30,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from avbr.cli import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ RENDERERS: dict[str, RendererBackend] = {
 }
 
 
-class RendererError(RuntimeError):
+class RendererError(UserError, RuntimeError):
     """The requested MuJoCo renderer cannot be used on this machine."""
 
 

@@ -54,10 +54,11 @@ import numpy as np
 
 from avbr.envs.config import ACTION_DIM, STATE_DIM, EpisodeRecord, EpisodeSpec, SuiteConfig, TaskInfo
 from avbr.envs.observations import stack_obs
-from avbr.envs.registry import list_tasks, max_steps
+from avbr.envs.registry import get_suite, list_tasks, max_steps
 from avbr.envs.renderer import configure_renderer, worker_render_env
 from avbr.envs.worker import worker_main
 from avbr.policy import Policy
+from avbr.registry import UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class WorkerPool:
     def __init__(self, cfg: SuiteConfig, num_workers: int) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        get_suite(cfg.name)  # an unknown suite fails here, listing the known ones, not inside a worker
         backend = configure_renderer(cfg.renderer)
         self.cfg = cfg
         self._ctx = mp.get_context("spawn")
@@ -296,7 +298,7 @@ def _plan(cfg: SuiteConfig, tasks: Sequence[int] | None, episodes_per_task: int,
         ids = list(infos) if tasks is None else list(tasks)
         unknown = [t for t in ids if t not in infos]
         if unknown:
-            raise KeyError(f"suite {cfg.name!r} has no task ids {unknown}; valid: {sorted(infos)}")
+            raise UnknownNameError(f"suite {cfg.name!r} has no task ids {unknown}; valid: {sorted(infos)}")
         limits = {infos[t].num_init_states for t in ids}
         specs = episode_specs(ids, episodes_per_task, cfg.init_state_offset,
                               min((n for n in limits if n is not None), default=None))

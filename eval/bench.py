@@ -23,7 +23,8 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
 
+from avbr.cli import entry_point  # noqa: E402
 from avbr.eval.benchmarks.registry import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    entry_point(main)()

@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from avbr.cli import entry_point  # noqa: E402
 from avbr.eval.probing.action_probe import ActionProbeConfig, action_report, run_action_probe  # noqa: E402
 from avbr.eval.probing.records import write_record  # noqa: E402
 from avbr.provenance import code_provenance, describe_commit  # noqa: E402
@@ -30,6 +31,7 @@ log = logging.getLogger("bridge_probe")
 ConfigStore.instance().store(name="action_probe_schema", node=ActionProbeConfig)
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="pkg://avbr.configs", config_name="bridge_probe")
 def main(cfg: DictConfig) -> None:
     typed: ActionProbeConfig = OmegaConf.to_object(cfg)

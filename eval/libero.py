@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import avbr.adapters  # noqa: E402,F401 - stores the encoder group's schema (encoder/schema)
+from avbr.cli import entry_point  # noqa: E402
 from avbr.envs.config import register_suite_schema  # noqa: E402
 from avbr.eval.rollouts.evaluate import EvalConfig, evaluate  # noqa: E402
 from avbr.provenance import code_provenance, describe_commit  # noqa: E402
@@ -31,6 +32,7 @@ register_suite_schema()
 ConfigStore.instance().store(name="libero_schema", node=EvalConfig)
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="libero")
 def main(cfg: DictConfig) -> None:
     """Log the config and git state, then run (or resume) the evaluation in Hydra's run dir."""

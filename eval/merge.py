@@ -18,10 +18,12 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import argparse  # noqa: E402
 import glob  # noqa: E402
 
+from avbr.cli import entry_point  # noqa: E402
 from avbr.eval.rollouts.results import format_rate  # noqa: E402
 from avbr.eval.rollouts.shards import merge_shards  # noqa: E402
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     """Parse the shard folders (or glob patterns) and ``--out``, merge, print the suite result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from avbr.cli import entry_point  # noqa: E402
 from avbr.eval.probing.records import write_record  # noqa: E402
 from avbr.provenance import code_provenance, describe_commit  # noqa: E402
 from avbr.eval.probing.rep_report import ProbesConfig, probes_report, run_probes  # noqa: E402
@@ -30,6 +31,7 @@ log = logging.getLogger("probes")
 ConfigStore.instance().store(name="probes_schema", node=ProbesConfig)
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="pkg://avbr.configs", config_name="probes")
 def main(cfg: DictConfig) -> None:
     typed: ProbesConfig = OmegaConf.to_object(cfg)

@@ -31,18 +31,17 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from avbr.eval.reporting.compare import IncomparableRunsError, ReportConfig, build_report  # noqa: E402
+from avbr.cli import entry_point  # noqa: E402
+from avbr.eval.reporting.compare import ReportConfig, build_report  # noqa: E402
 
 ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 
 
+@entry_point
 @hydra.main(version_base="1.3", config_path="pkg://avbr.configs", config_name="report")
 def main(cfg: Any) -> None:
     """Hydra entry point: build the report and print where it is."""
-    try:
-        paths = build_report(OmegaConf.to_object(cfg))
-    except IncomparableRunsError as exc:
-        sys.exit(f"eval/report.py: {exc}")
+    paths = build_report(OmegaConf.to_object(cfg))
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 

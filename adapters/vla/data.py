@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from avbr.cli import ConfigError
 from avbr.envs.demos import DemoFile, DemoFileError, DemoReadOptions
 
 SYNTHETIC_TASKS = ("reach the red block", "reach the green block")
@@ -61,7 +62,7 @@ class LiberoDemoDataset(Dataset):
         drop_noops: bool = True,
     ) -> None:
         if not paths:
-            raise ValueError("no demo files given; pass data.paths=[...] or data.synthetic=true")
+            raise ConfigError("no demo files given; pass data.paths=[...] or data.synthetic=true")
         self.chunk, self.frame_gap = chunk, frame_gap
         self.frames: list[np.ndarray] = []  # per episode uint8 [T, H, W, 3]
         self.states: list[np.ndarray] = []  # per episode float32 [T, S]

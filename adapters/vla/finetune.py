@@ -28,6 +28,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from avbr.cli import ConfigError, entry_point
 from avbr.provenance import code_provenance, describe_commit, provenance
 from avbr.schedule import lr_at
 
@@ -128,12 +129,12 @@ def demo_files(s: DataSettings, out_dir: Path) -> tuple[list[Path], bool]:
     """The demo files to read and whether they are synthetic."""
     if s.synthetic:
         if s.paths:
-            raise ValueError("data.synthetic=true and data.paths are exclusive; drop one of them")
+            raise ConfigError("data.synthetic=true and data.paths are exclusive; drop one of them")
         where = Path(s.synthetic_dir) if s.synthetic_dir else out_dir / "synthetic_demos"
         files = write_synthetic_demos(where, s.synthetic_demos, s.synthetic_length, s.synthetic_size)
         return files, True
     if not s.paths:
-        raise ValueError("no demos: pass data.paths=[file.hdf5 | folder, ...] (LIBERO layout), or "
+        raise ConfigError("no demos: pass data.paths=[file.hdf5 | folder, ...] (LIBERO layout), or "
                          "data.synthetic=true for a clearly labelled synthetic smoke run")
     files: list[Path] = []
     for p in map(Path, s.paths):
@@ -246,6 +247,7 @@ def run(s: FinetuneSettings) -> dict[str, Any]:
 ConfigStore.instance().store(name="finetune_schema", node=FinetuneSettings)
 
 
+@entry_point
 @hydra.main(version_base=None, config_path="../../configs/vla", config_name="finetune")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: validate against :class:`FinetuneSettings`, log, save config, run."""

@@ -36,6 +36,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from avbr.cli import UserError
 from avbr.data.gaps import GapSchedule
 from avbr.registry import Registry
 
@@ -48,7 +49,7 @@ PairSample = dict[str, Any]
 SOURCES: Registry[type["FramePairSource"]] = Registry("data source")
 
 
-class CorruptFileError(RuntimeError):
+class CorruptFileError(UserError, RuntimeError):
     """A file of a source could not be read; ``path`` names it."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

@@ -78,7 +78,7 @@ from PIL import Image
 from avbr.data.base import SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample
 from avbr.data.gaps import GapSchedule
 from avbr.envs.observations import policy_frames
-from avbr.registry import Registry
+from avbr.registry import Registry, UnknownNameError
 
 __all__ = ["LeRobotKeys", "KEY_MAPS", "LeRobotSource", "FrameTimestampError", "VideoReader", "resolve_root"]
 
@@ -312,7 +312,7 @@ class LeRobotSource(FramePairSource):
         super().__init__(resolve_root(root, revision), gap)
         self.keys = KEY_MAPS.get(keys) if isinstance(keys, str) else keys
         if camera not in self.keys.cameras:
-            raise KeyError(f"camera {camera!r} not in the key map's cameras {sorted(self.keys.cameras)}")
+            raise UnknownNameError(f"camera {camera!r} not in the key map's cameras {sorted(self.keys.cameras)}")
         self.camera_key = self.keys.cameras[camera]
         self.flip_images = flip_images
         info_path = self.root / "meta" / "info.json"

@@ -22,6 +22,7 @@ from torch import nn
 from avbr.models.config import StreamEncoderConfig
 from avbr.models.output import EncoderOutput
 from avbr.preprocess import M_CHANNELS, P_CHANNELS, m_channels, mp_channels, p_channels, to_float_frames
+from avbr.registry import UnknownNameError
 
 __all__ = ["StreamInput", "INPUTS", "SingleViTEncoder"]
 
@@ -80,7 +81,7 @@ class SingleViTEncoder(nn.Module):
     def __init__(self, kind: str, cfg: StreamEncoderConfig) -> None:
         super().__init__()
         if kind not in INPUTS:
-            raise KeyError(f"unknown single-ViT input {kind!r}; valid: {', '.join(INPUTS)}")
+            raise UnknownNameError(f"unknown single-ViT input {kind!r}; valid: {', '.join(INPUTS)}")
         self.registry_name = kind
         self.cfg = cfg
         self.input = INPUTS[kind]

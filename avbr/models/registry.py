@@ -17,7 +17,7 @@ from avbr.models.config import StreamEncoderConfig, TwoStreamConfig
 from avbr.models.decoder import DecoderConfig, VideoDecoder
 from avbr.models.predictor import VideoPredictor
 from avbr.models.two_stream import TwoStreamEncoder
-from avbr.registry import Registry
+from avbr.registry import Registry, UnknownNameError
 
 __all__ = ["MODELS", "ENCODER_NAMES", "build_model", "list_models", "make_config"]
 
@@ -61,7 +61,7 @@ def video_predictor(
 ) -> VideoPredictor:
     """Encoder ``encoder`` (one of ``ENCODER_NAMES``) plus a ``VideoDecoder`` sized for it."""
     if encoder not in ENCODER_NAMES:
-        raise KeyError(f"unknown encoder {encoder!r} for video_predictor; valid: {', '.join(ENCODER_NAMES)}")
+        raise UnknownNameError(f"unknown encoder {encoder!r} for video_predictor; valid: {', '.join(ENCODER_NAMES)}")
     enc = MODELS.get(encoder)(**dict(encoder_kwargs or {}))
     dec_cfg = make_config(DecoderConfig, dict(decoder_kwargs or {}), "decoder")
     decoder = VideoDecoder(enc.embed_dim, enc.img_size, enc.patch_size, enc.cfg.num_stages, dec_cfg)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
+from avbr.registry import UnknownNameError
 
 __all__ = ["ViTPreset", "PRESETS", "resolve_preset", "StreamViT"]
 
@@ -39,7 +40,7 @@ PRESETS: dict[str, ViTPreset] = {
 def resolve_preset(preset: str, depth: int | None = None) -> ViTPreset:
     """The preset called ``preset``, with ``depth`` overridden when given (tests use shallow nets)."""
     if preset not in PRESETS:
-        raise KeyError(f"unknown ViT preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        raise UnknownNameError(f"unknown ViT preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     p = PRESETS[preset]
     return p if depth is None else ViTPreset(p.embed_dim, depth, p.num_heads, p.mlp_ratio)
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avbr.cli import ConfigError, InputError
 from avbr.data import FramePairSource, GapSchedule, build_source, resize_center_crop
 
 __all__ = ["PairSet", "collect_pairs", "load_pairs"]
@@ -99,7 +100,7 @@ def collect_pairs(
         ValueError: when the source has no actions or no trajectory is long enough.
     """
     if gap < 1 or stride < 1:
-        raise ValueError(f"gap and stride must be >= 1, got gap={gap}, stride={stride}")
+        raise ConfigError(f"gap and stride must be >= 1, got gap={gap}, stride={stride}")
     refs = source.episodes()[: max_episodes or None]
     rows: dict[str, list] = {k: [] for k in ("prev", "curr", "action", "episode", "task", "t", "length")}
     for ref in refs:
@@ -110,7 +111,7 @@ def collect_pairs(
         for t in ts:
             s = source.read_pair(ref, int(t), gap)
             if "action" not in s:
-                raise ValueError(
+                raise InputError(
                     f"{type(source).__name__} gave no action for {s['episode']} t={t}: action probing needs a "
                     "source with actions (bridge with policy_out.pkl, hdf5_demos with data/demo_i/actions)"
                 )
@@ -121,7 +122,7 @@ def collect_pairs(
                          ("task", s["task"]), ("t", int(t)), ("length", length)):
                 rows[k].append(v)
     if not rows["prev"]:
-        raise ValueError(f"no pair with gap {gap} in {len(refs)} trajectories of {source!r}")
+        raise InputError(f"no pair with gap {gap} in {len(refs)} trajectories of {source!r}")
     return PairSet(
         prev=np.stack(rows["prev"]), curr=np.stack(rows["curr"]),
         action=np.stack(rows["action"]).astype(np.float32),

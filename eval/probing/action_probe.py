@@ -27,6 +27,7 @@ from avbr.adapters import EncoderConfig, build_encoder
 from avbr.adapters.probes import midpoint_threshold, regression_metrics
 from avbr.eval.probing.action_data import load_pairs
 from avbr.eval.features import encode_readouts, load_feature_file, save_feature_file
+from avbr.progress import finish, progress_bar
 from avbr.eval.probing.protocol import ProbeSettings, evaluate_probe
 
 __all__ = ["DataConfig", "SplitConfig", "EncoderSpec", "ActionProbeConfig", "build_adapter", "compute_features",
@@ -175,6 +176,7 @@ def run_action_probe(cfg: ActionProbeConfig, features: dict[str, np.ndarray] | N
         "n_samples": int(len(action)), "n_trajectories": int(len(np.unique(groups))),
         "action_dim": int(action.shape[1]), "inputs": {},
     }
+    bar = progress_bar(total=len(cfg.inputs) * len(cfg.probes), desc="action probes", unit="probe")
     for inp in cfg.inputs:
         if inp not in features:
             raise ValueError(f"input {inp!r} requested but the features have only {sorted(features)}")
@@ -186,6 +188,8 @@ def run_action_probe(cfg: ActionProbeConfig, features: dict[str, np.ndarray] | N
                 probe, x, action, groups, list(cfg.split.seeds), metrics, cfg.probe,
                 fractions=tuple(cfg.split.fractions),
             )
+            bar.update(1)
+    finish(bar, f"{len(cfg.inputs)} inputs x {len(cfg.probes)} probes over {len(cfg.split.seeds)} seeds")
     return results
 
 

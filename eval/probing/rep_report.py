@@ -16,6 +16,7 @@ from avbr.eval.probing.action_probe import EncoderSpec, SplitConfig, build_adapt
 from avbr.eval.probing.protocol import ProbeSettings
 from avbr.eval.probing.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext
 from avbr.eval.probing.spatial import ObjectTracks, demo_object_tracks
+from avbr.progress import finish, progress_bar
 
 __all__ = ["DemoDataConfig", "ProbesConfig", "load_tracks", "run_probes", "probes_report"]
 
@@ -132,6 +133,7 @@ def run_probes(cfg: ProbesConfig, out_dir: str | Path) -> dict[str, Any]:
     if set(cfg.tasks) & _SPATIAL_TASKS:
         tracks = load_tracks(d.root, d.assets_dir)
     results: dict[str, Any] = {"data": info, "encoders": {}}
+    bar = progress_bar(total=len(cfg.encoders) * len(cfg.tasks), desc="probes", unit="probe")
     for label, spec in cfg.encoders.items():
         adapter = build_adapter(spec)
         ctx = ProbeContext(label=label, adapter=adapter, pairs=pairs, tracks=tracks, probes=list(cfg.probes),
@@ -141,7 +143,10 @@ def run_probes(cfg: ProbesConfig, out_dir: str | Path) -> dict[str, Any]:
         results["encoders"][label] = {"encoder": spec.name, "feature_dim": int(adapter.feature_dim)}
         for task in cfg.tasks:
             log.info("%s: %s", label, task)
+            bar.set_postfix_str(f"{label}: {task}")
             results["encoders"][label][task] = PROBE_TASKS.get(task)(ctx)
+            bar.update(1)
+    finish(bar, f"{len(cfg.tasks)} tasks x {len(cfg.encoders)} encoders")
     return results
 
 

@@ -15,10 +15,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from avbr.cli import UserError
+
 __all__ = ["Split", "LeakageError", "split_by_group", "check_no_leakage", "SplitFn"]
 
 
-class LeakageError(AssertionError):
+class LeakageError(UserError, AssertionError):
     """A group (trajectory) has samples in two parts of a split."""
 
 

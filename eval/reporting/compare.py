@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from avbr.eval.reporting.paired import compare_paired
+from avbr.cli import UserError
 from avbr.eval.rollouts.results import format_rate, load_results
 from avbr.provenance import describe_commit
 
@@ -33,7 +34,7 @@ COMPARABILITY_KEYS = ("suite", "tasks", "demos", "episodes_per_task", "seeds", "
 SMALL_N = 20
 
 
-class IncomparableRunsError(ValueError):
+class IncomparableRunsError(UserError, ValueError):
     """Runs of one suite differ in a key that makes their numbers incomparable."""
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from avbr.cli import ConfigError, ResumeMismatchError, UserError
 from avbr.envs import EpisodeRecord, EpisodeSpec, SuiteConfig, VectorEnv, episode_specs, list_tasks, run_episodes
 from avbr.envs.config import suite_config_from
 from avbr.envs.renderer import resolve_workers
@@ -37,6 +38,7 @@ from avbr.eval.rollouts.demo_supply import ensure_demos
 from avbr.eval.rollouts.encoder_source import EncoderSourceError, resolve_encoder_source
 from avbr.eval.rollouts.heldout import check_heldout
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
+from avbr.progress import finish, note, per_hour, progress_bar
 from avbr.provenance import code_provenance
 from avbr.eval.rollouts.results import (CRASH_LIMIT, EpisodeLog, EpisodeResult, build_results, summary_markdown,
                                validate_results, write_csv)
@@ -126,11 +128,7 @@ _RESUME_FREE = ("workers", "out_dir", "wandb", "torch_threads", "encode_batch_si
                 "seeds", "videos_per_task", "save_rollout_features", "dry_run")
 
 
-class ResumeMismatchError(RuntimeError):
-    """The output folder holds a run with a different configuration."""
-
-
-class TooManyCrashesError(RuntimeError):
+class TooManyCrashesError(UserError, RuntimeError):
     """More than :data:`~avbr.eval.rollouts.results.CRASH_LIMIT` of the episodes crashed."""
 
 
@@ -234,7 +232,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     task_ids = sorted(all_tasks) if config["tasks"] is None else list(config["tasks"])
     unknown = [t for t in task_ids if t not in all_tasks]
     if unknown:
-        raise KeyError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}")
+        raise ConfigError(f"suite {suite.name!r} has no task ids {unknown}; valid: 0..{len(all_tasks) - 1}; "
+                          "set tasks=[...] to ids in that range, or tasks=null for all")
     tasks = [all_tasks[t] for t in task_ids]
     eval_indices = [suite.init_state_offset + j for j in range(config["episodes_per_task"])]
     if eval_indices and eval_indices[-1] >= HELDOUT_SEED_BASE:
@@ -326,6 +325,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                                record_features=config["save_rollout_features"],
                                batch_size=config["encode_batch_size"])
         venv = TrackingVectorEnv(suite, max(1, min(workers, len(specs))))
+        bar = progress_bar(total=len(specs), desc=f"rollouts seed {seed}", unit="ep")
+        tally = {"done": 0, "successes": 0}
 
         def on_episode(record: EpisodeRecord, s: int = seed) -> None:
             video = None
@@ -349,10 +350,15 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
             done = [e for e in log.results() if e.seed == s and not e.crashed]
             if done:
                 wb.log({f"rollout/seed{s}/success_so_far": sum(e.success for e in done) / len(done)})
+            tally["done"] += 1
+            tally["successes"] += bool(record.success)
+            bar.update(1)
+            bar.set_postfix_str(f"successes {tally['successes']}/{tally['done']}, "
+                                f"{per_hour(tally['done'], bar.start_t):.0f} ep/h")
             outcome = "CRASHED (infrastructure; not counted, retried on resume)" if record.crashed else (
                 "success" if record.success else "failure")
-            print(f"[eval] seed {s} task {record.task_id} episode {record.episode}: {outcome} in {record.length} steps"
-                  + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""), flush=True)
+            note(bar, f"[eval] seed {s} task {record.task_id} episode {record.episode}: {outcome} in {record.length} "
+                      "steps" + (f" (error: {record.error.strip().splitlines()[-1]})" if record.error else ""))
             if record.crashed:
                 crashed_now.append(result)
                 _check_crashes(crashed_now, len(planned))
@@ -363,6 +369,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
                          record_frames=any(s.episode < config["videos_per_task"] for s in specs))
         finally:
             venv.close()
+        finish(bar, f"{tally['done']} episodes, {tally['successes']} successes "
+                    f"({tally['successes'] / max(tally['done'], 1):.0%}), {per_hour(tally['done'], bar.start_t):.0f} episodes/h")
         episodes_run += len(specs)
         env_s += venv.busy_s
         rollout_s += time.perf_counter() - t2

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from avbr.progress import finish, progress_bar
 from avbr.registry import Registry
 
 ACTION_DIM = 7
@@ -323,6 +324,7 @@ def train_policy(cfg: PolicyConfig, demos: Sequence[DemoArrays], num_tasks: int,
     gen = torch.Generator().manual_seed(seed)
     best: dict[str, Any] = {"epoch": -1, "val_loss": math.inf}  # val_loss None without val demos
     best_state: dict[str, torch.Tensor] = {}
+    bar = progress_bar(total=cfg.epochs, desc=f"policy seed {seed}", unit="epoch")
     for epoch in range(cfg.epochs):
         policy.net.train()
         order = torch.randperm(len(tr_in), generator=gen)
@@ -343,6 +345,10 @@ def train_policy(cfg: PolicyConfig, demos: Sequence[DemoArrays], num_tasks: int,
         if va is None or val_loss < best["val_loss"]:
             best = {"epoch": epoch, "val_loss": val_loss if va else None}
             best_state = {k: v.detach().clone() for k, v in policy.net.state_dict().items()}
+        bar.update(1)
+        bar.set_postfix_str(f"train {total / len(tr_in):.4f}, val {val_loss:.4f}")
+    finish(bar, f"{cfg.epochs} epochs on {len(train)} demos, kept epoch {best['epoch']}"
+           + (f" (val L1 {best['val_loss']:.4f})" if va else ""))
     policy.net.load_state_dict(best_state)
     selection = {**best, "train_demos": len(train), "val_demos": len(val),
                  "criterion": "min held-out demo L1" if va else "last epoch (no validation demos)"}

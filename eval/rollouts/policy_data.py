@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avbr.cli import UserError
 from avbr.adapters.cache import FeatureCache, cache_key, file_digest
 
 from avbr.envs.config import TaskInfo
@@ -44,7 +45,7 @@ from avbr.eval.rollouts.policies import DemoArrays
 CAMERA_KEYS = CAMERAS
 
 
-class DemosNotFoundError(FileNotFoundError):
+class DemosNotFoundError(UserError, FileNotFoundError):
     """Demo files for some evaluated tasks are missing; the message says how to get them."""
 
 

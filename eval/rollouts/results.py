@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from avbr.cli import UserError
 from avbr.provenance import describe_commit
 
 #: Version of the ``results.json`` layout; bump it when a field changes meaning or moves.
@@ -217,7 +218,7 @@ def build_results(episodes: Sequence[EpisodeResult], *, suite: str, encoder: str
     }
 
 
-class ResultsSchemaError(ValueError):
+class ResultsSchemaError(UserError, ValueError):
     """``results.json`` does not follow the schema; the message names the field."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avbr.cli import UserError
 from avbr.eval.rollouts.results import (EpisodeLog, EpisodeResult, build_results, load_results, summary_markdown,
                                         validate_results, write_csv)
 
@@ -29,7 +30,7 @@ _SHARED = ("suite", "encoder", "policy", "seeds", "selection", "provenance", "en
            "heldout")
 
 
-class ShardMismatchError(ValueError):
+class ShardMismatchError(UserError, ValueError):
     """The folders given to the merge are not the shards of one evaluation plan."""
 
 
