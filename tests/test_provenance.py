@@ -63,7 +63,7 @@ def test_installed_layout_records_version_and_file_hash(tmp_path: Path) -> None:
     assert out["package"] == here and here["version"] == "0.1.0" and len(here["files_sha256"]) == 64
     assert out["text"] == f"no git commit (avbr 0.1.0, files {here['files_sha256'][:8]})"
     # One changed byte in one installed file changes the hash.
-    target = site / "avbr" / "eval" / "records.py"
+    target = site / "avbr" / "eval" / "probing" / "records.py"
     target.write_text(target.read_text() + "\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=300)
