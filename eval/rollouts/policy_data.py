@@ -228,9 +228,11 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
         path = files[task_id]
         with DemoFile(path) as f:
             keys = list(f.info.demos)[: cfg.max_per_task]
-        key = cache_key(encoder, f"{file_digest(path)}:{len(keys)}", spec.readout, cameras=list(spec.cameras),
-                        gap=spec.gap, encoder_cfg=encoder_cfg, reading=options.describe(), arrays="policy_demos")
-        hit = cache.load(key) if cache is not None else None
+        key = hit = None
+        if cache is not None:
+            key = cache_key(encoder, f"{file_digest(path)}:{len(keys)}", spec.readout, cameras=list(spec.cameras),
+                            gap=spec.gap, encoder_cfg=encoder_cfg, reading=options.describe(), arrays="policy_demos")
+            hit = cache.load(key)
         if hit is not None:
             arrays = {k: v.numpy() for k, v in hit[0].items()}
             info["cache_hits"] += 1

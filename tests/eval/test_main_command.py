@@ -57,7 +57,7 @@ def test_fresh_machine_finds_the_export_and_generates_held_out_demos(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"using the newest two_stream encoder exported by pretraining, {export}" in out.stdout
     assert "generating 2 scripted demos per task from held-out scenes" in out.stdout
-    assert "demos robosuite_lift" in out.stderr  # the progress bar
+    assert "[make_demos robosuite_lift] 2 episodes" in out.stdout  # the demo stage's end summary
     assert (tmp_path / "data" / "demos" / "robosuite_lift" / "Lift_demo.hdf5").exists()  # default demo folder
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["encoder_source"] == {"random_init": False, "source": str(export), "selected": "newest_export"}

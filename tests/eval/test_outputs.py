@@ -87,7 +87,7 @@ def test_broken_summary_and_video_writers_keep_the_results(lift_demos, tmp_path,
     ConfigStore.instance().store(name="libero_schema", node=evaluate_module.EvalConfig)
     with initialize_config_module("avbr.configs", version_base="1.3"):
         cfg = compose("libero", overrides=[
-            "encoder=timm_vit", "encoder.source=null", "encoder.arch=vit_tiny_patch16_224", "encoder.img_size=32",
+            "encoder=timm_vit", "encoder.source=random", "encoder.arch=vit_tiny_patch16_224", "encoder.img_size=32",
             "encoder.device=cpu", "++encoder.model_kwargs.depth=1", "suite.camera_size=32", "suite.max_steps=10",
             "episodes_per_task=2", "workers=1", f"demos.dir={lift_demos}", f"demos.cache_dir={tmp_path / 'cache'}",
             "policy.epochs=2", "policy.hidden_dim=32", "videos_per_task=1", "wandb.mode=disabled", f"out_dir={out}"])
