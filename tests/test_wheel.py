@@ -162,7 +162,7 @@ def lift_demos(venv, shim, workdir) -> Path:
 def test_lift_evaluation_with_a_video(venv, shim, workdir, lift_demos, mode):
     pytest.importorskip("robosuite")
     out = workdir / f"eval_{mode}"
-    proc = _run([str(venv), "-m", "avbr.eval.libero", "encoder=timm_vit", "encoder.source=null",
+    proc = _run([str(venv), "-m", "avbr.eval.libero", "encoder=timm_vit", "encoder.source=random",
                  "encoder.arch=vit_tiny_patch16_224", "encoder.img_size=32", "encoder.device=cpu",
                  "++encoder.model_kwargs.depth=1", "suite=robosuite_lift", "suite.camera_size=32",
                  "suite.max_steps=10", "episodes_per_task=2", "workers=1", f"demos.dir={lift_demos}",
