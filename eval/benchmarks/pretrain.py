@@ -106,14 +106,3 @@ def bench_pretrain(args: argparse.Namespace) -> dict[str, Any]:
             "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "compile": args.compile,
             "channels_last": args.channels_last, "peak_flops": peak, "torch": torch.__version__,
             "results": results, "machine": machine()}
-
-
-# Default line-up of the ``encoders`` subcommand: (label, registry name, arch), all random init at
-# the encoder's native resolution. "timm_vit_s16"/"timm_vit_b16" are the plain-ViT references.
-_ENCODER_LINEUP = [
-    ("two_stream_small", "two_stream", "small"), ("two_stream_base", "two_stream", "base"),
-    ("timm_vit_s16", "timm_vit", "small"), ("timm_vit_b16", "timm_vit", "base"),
-    ("dinov2_s14", "dinov2_timm", "small"), ("dinov2_b14", "dinov2_timm", "base"),
-    ("clip_b16", "clip", "b16"), ("siglip_b16", "siglip", "b16"), ("r3m_rn50", "r3m", "resnet50"),
-    ("videomae_base", "videomae", "base"),
-]
