@@ -216,7 +216,7 @@ def build_loader(mixture: PairMixture, cfg: DataConfig, batch_size: int, start: 
 
 def to_device(
     batch: dict[str, Any], device: torch.device, channels_last: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """uint8 frames go to the device as uint8 (4x less traffic) and become floats there.
 
     Returns ``prev``, ``curr`` ``[B, 3, H, W]`` in ``[0, 1]``, ``gap [B]``, ``is_still [B]`` and
@@ -261,7 +261,7 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
     generator: torch.Generator,
     autocast: Callable[[], Any],
     grad_clip: float,

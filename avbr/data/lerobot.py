@@ -464,6 +464,28 @@ class LeRobotSource(FramePairSource):
         # stored = policy_frames(render, True) = render[::-1, ::-1]; the rotation is its own inverse
         return [policy_frames(f[::-1, ::-1], self.flip_images) for f in out]
 
+    def episode_arrays(self, ref: EpisodeRef) -> tuple[np.ndarray, np.ndarray, str]:
+        """``(state float32 [T, D], action float32 [T, A], task)`` of a whole episode (task: frame 0's)."""
+        ep, cols, row0 = self._episode(ref)
+        rows = slice(row0, row0 + ep.length)
+        task = self.tasks.get(int(cols[self.keys.task][row0]), "") if ep.length else ""
+        return (np.asarray(cols[self.keys.state][rows], dtype=np.float32),
+                np.asarray(cols[self.keys.action][rows], dtype=np.float32), task)
+
+    def episode_columns(self, names: list[str]) -> dict[int, dict[str, Any]]:
+        """Extra per-episode metadata (v3.0: ``meta/episodes`` columns; v2.x: ``episodes.jsonl``
+        keys): ``episode_index -> {name: value}`` for the ``names`` present (absent ones are left out)."""
+        if self.version != "v3.0":
+            return {int(r["episode_index"]): {n: r[n] for n in names if n in r}
+                    for r in _load_jsonl(self.root / "meta" / "episodes.jsonl")}
+        out: dict[int, dict[str, Any]] = {}
+        for path in sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+            present = [n for n in names if n in pq.read_schema(path).names]
+            cols = pq.read_table(path, columns=["episode_index", *present]).to_pydict()
+            for r, i in enumerate(cols["episode_index"]):
+                out[int(i)] = {n: cols[n][r] for n in present}
+        return out
+
     def read_pair(self, ref: EpisodeRef, t: int, k: int) -> PairSample:
         ep, cols, row0 = self._episode(ref)
         prev, curr = self.frames(ref, [t, t + k])

@@ -13,7 +13,10 @@ file tree. What this writer produces, for ``E`` episodes of ``T_e`` frames:
   ``from_timestamp = (frames before e) / fps``.
 - ``meta/episodes/chunk-000/file-000.parquet``: one row per episode (indices, ``tasks``,
   ``length``, data and video chunk/file indices, ``dataset_from_index``/``dataset_to_index``,
-  ``videos/<key>/from_timestamp``/``to_timestamp``, ``stats/<key>/{min,max,mean,std,count}``).
+  ``videos/<key>/from_timestamp``/``to_timestamp``, ``stats/<key>/{min,max,mean,std,count}``),
+  plus, for demos of :mod:`avbr.envs`, where each episode started: ``avbr/init_source``,
+  ``avbr/init_seed`` and ``avbr/init_scene_state`` (the flattened MuJoCo state after the reset;
+  what ``eval/libero.py``'s held-out check compares; LeRobot ignores extra episode columns).
 - ``meta/tasks.parquet`` (``task_index`` with the task string as the pandas index ``task``),
   ``meta/info.json`` and ``meta/stats.json``.
 
@@ -87,6 +90,11 @@ def _stats(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": np.array([len(x)])}
 
 
+def _flat(state: Any) -> list[float]:
+    """A MuJoCo state as a flat list (``[]`` when not recorded)."""
+    return [] if state is None else np.asarray(state, np.float64).ravel().tolist()
+
+
 class LeRobotWriter:
     """Append episodes to a new LeRobotDataset v3.0 folder.
 
@@ -116,7 +124,8 @@ class LeRobotWriter:
         self.total_frames = 0
 
     # -- writing -------------------------------------------------------------------------------
-    def add_episode(self, frames: dict[str, np.ndarray], state: np.ndarray, action: np.ndarray, task: str) -> None:
+    def add_episode(self, frames: dict[str, np.ndarray], state: np.ndarray, action: np.ndarray, task: str,
+                    extra: dict[str, Any] | None = None) -> None:
         """Append one episode.
 
         Args:
@@ -124,6 +133,8 @@ class LeRobotWriter:
             state: ``float [T, D]``.
             action: ``float [T, A]``, ``action[t]`` taken at frame ``t``.
             task: the instruction.
+            extra: more columns of the episode's ``meta/episodes`` row (the same names in every
+                episode).
         """
         length = len(action)
         state = np.asarray(state, np.float32).reshape(length, -1)
@@ -140,7 +151,8 @@ class LeRobotWriter:
         task_index = self._tasks.setdefault(task, len(self._tasks))
         meta: dict[str, Any] = {"episode_index": episode, "tasks": [task], "length": length,
                                 "data/chunk_index": 0, "data/file_index": 0,
-                                "dataset_from_index": self.total_frames, "dataset_to_index": self.total_frames + length}
+                                "dataset_from_index": self.total_frames, "dataset_to_index": self.total_frames + length,
+                                **(extra or {})}
         for role, imgs in frames.items():
             cam = self._camera(self.keys.cameras[role], imgs.shape[1], imgs.shape[2])
             start = cam.frames
@@ -174,7 +186,9 @@ class LeRobotWriter:
         ``avbr.envs.demos.DemoWriter.add`` takes it): frames ``agentview_rgb``/``eye_in_hand_rgb``
         in the simulator's orientation (stored in the ``flip_images=True`` view of the LIBERO
         conversions, :func:`avbr.envs.observations.policy_frames`), state = ``ee_states`` (6) ++
-        ``gripper_states`` (2), ``actions``, task = ``attrs["problem_info"]["language_instruction"]``."""
+        ``gripper_states`` (2), ``actions``, task = ``attrs["problem_info"]["language_instruction"]``,
+        and the episode's start (``avbr/init_source``, ``avbr/init_seed``, ``avbr/init_scene_state``,
+        the last empty when not recorded)."""
         if not record.success or record.data is None:
             raise ValueError("only successful episodes recorded with record=True can be written")
         data = record.data
@@ -182,7 +196,9 @@ class LeRobotWriter:
         self.add_episode(
             {"agentview": policy_frames(data["agentview_rgb"], True), "wrist": policy_frames(data["eye_in_hand_rgb"], True)},
             state=np.concatenate([data["ee_states"], data["gripper_states"]], axis=1),
-            action=data["actions"], task=task)
+            action=data["actions"], task=task,
+            extra={"avbr/init_source": record.init_source, "avbr/init_seed": int(record.init_index),
+                   "avbr/init_scene_state": _flat(data.get("init_scene_state"))})
 
     def _camera(self, key: str, height: int, width: int) -> _Camera:
         if key in self._cameras:

@@ -17,10 +17,9 @@ Output folder::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,10 @@ from avbr.envs.config import suite_config_from
 from avbr.envs.renderer import resolve_workers
 from avbr.eval.rollouts.policies import PolicyConfig, TrainedPolicy, train_policy
 from avbr.envs.scenes import HELDOUT_SEED_BASE
-from avbr.eval.rollouts.demo_supply import ensure_demos
+from avbr.eval.rollouts.demo_supply import ensure_demos, find_demos
 from avbr.eval.rollouts.encoder_source import EncoderSourceError, resolve_encoder_source
 from avbr.eval.rollouts.heldout import check_heldout
-from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, load_demos
 from avbr.progress import finish, note, per_hour, progress_bar
 from avbr.provenance import code_provenance
 from avbr.eval.rollouts.results import (CRASH_LIMIT, EpisodeLog, EpisodeResult, build_results, summary_markdown,
@@ -143,14 +142,6 @@ def _check_crashes(crashed: list[EpisodeResult], planned: int) -> None:
             f"kept, crashed ones are retried.")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in config.items() if k not in _RESUME_FREE}
     kept["demos"] = {k: v for k, v in kept.get("demos", {}).items()
@@ -251,8 +242,8 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
             print(f"[dry run] shard {shard['index']}/{shard['count']}: {len(mine)} episode(s) (seed, task, episode): "
                   f"{mine[:8]}{' ...' if len(mine) > 8 else ''}")
         try:
-            for task_id, path in find_demo_files(demo_cfg, suite.name, tasks).items():
-                print(f"[dry run] demos of task {task_id}: {path}")
+            for task_id, demos in find_demos(demo_cfg, suite, tasks).items():
+                print(f"[dry run] demos of task {task_id}: {demos.path} ({demos.label})")
         except DemosNotFoundError as exc:
             print(f"[dry run] {exc}")
         try:
@@ -273,8 +264,12 @@ def evaluate(cfg: Any, out_dir: str | Path) -> dict[str, Any] | None:
     heldout = check_heldout(suite, files, eval_indices, demo_cfg.allow_eval_scenes)
     print(f"[eval] held-out scenes: {heldout['overlapping_demos']} of {heldout['demos_checked']} demos start from an "
           f"evaluation init state (demo sources: {heldout['sources']})", flush=True)
+    if heldout["unverified_demos"]:
+        print(f"[eval] warning: {heldout['unverified_demos']} demo(s) record neither their first scene nor where they "
+              f"started (third-party LeRobot conversions), so the held-out check cannot see them; results.json "
+              f"records the count", flush=True)
     extra = {"encoder_source": encoder_source, "heldout": heldout,
-             "demo_files": {str(t): {"file": path.name, "sha256": _sha256(path)} for t, path in sorted(files.items())}}
+             "demo_files": {str(t): {"file": demos.label, "sha256": demos.digest()} for t, demos in sorted(files.items())}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_resume(out, config)

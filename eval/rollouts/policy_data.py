@@ -1,7 +1,9 @@
 """Demonstrations for policy heads: find the demo files of a suite, encode them, cache the features.
 
-Demo files are LIBERO-layout hdf5, read through :class:`avbr.envs.demos.DemoFile` (step alignment,
-no-op filtering and the image convention are documented there): the official LIBERO datasets
+Demos are a :class:`~avbr.eval.rollouts.demo_sets.DemoSet` per task: a LeRobotDataset's episodes
+of the task (``demos.lerobot``, see :mod:`avbr.eval.rollouts.demo_sets`), or LIBERO-layout hdf5
+files read through :class:`avbr.envs.demos.DemoFile` (step alignment, no-op filtering and the
+image convention are documented there): the official LIBERO datasets
 (``<dir>/<suite>/<task name>_demo.hdf5``) or ``python -m avbr.envs.make_demos`` output, which
 uses the same names. A task's file is ``<task name>_demo.hdf5``, or else a file whose
 ``problem_info`` language instruction is the task's (so renamed files still work; LIBERO's BDDL
@@ -25,7 +27,7 @@ Letters: ``T`` demo steps, ``D`` feature width.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,12 @@ import numpy as np
 import torch
 
 from avbr.cli import UserError
-from avbr.adapters.cache import FeatureCache, cache_key, file_digest
+from avbr.adapters.cache import FeatureCache, cache_key
 
 from avbr.envs.config import TaskInfo
 from avbr.envs.demos import CAMERAS, DemoFile, DemoFileError, DemoReadOptions, check_task
 from avbr.eval.features import encode_readouts
+from avbr.eval.rollouts.demo_sets import DemoSet
 from avbr.eval.rollouts.policies import DemoArrays
 
 #: The camera names of rollout observations and the matching demo-file datasets.
@@ -56,6 +59,13 @@ class DemoConfig:
     Attributes:
         dir: folder holding ``<suite>/<task>_demo.hdf5`` (official LIBERO datasets or
             ``make_demos`` output with ``out=<dir>``).
+        lerobot: a LeRobotDataset (v2.0/v2.1/v3.0 folder, or a hub id already in the HF hub
+            cache) to read the demos from instead of ``dir``'s hdf5 files: a task's demos are the
+            episodes whose task text is its instruction (:mod:`avbr.eval.rollouts.demo_sets`).
+            ``make_demos format=lerobot`` writes one as ``<out>/<suite>/lerobot``.
+        lerobot_keys: the dataset's key map (:data:`avbr.data.lerobot.KEY_MAPS`:
+            ``lerobot_libero`` for LeRobot's conversions and ``make_demos``, ``openpi_libero``
+            for openpi's).
         max_per_task: use at most this many demos per task (``None`` = all), in file order.
         cache_dir: feature cache folder (``None`` disables the cache); the same folder as the
             feature tool's (``avbr.adapters.features``) by default.
@@ -64,7 +74,7 @@ class DemoConfig:
         alignment: ``auto`` (recorded in / detected from the file) or an
             :data:`avbr.envs.demos.ALIGNMENTS` name to override it.
         generate: ``auto``: tasks without a demo file get scripted demos from held-out scenes,
-            written into ``dir`` (suites with a scripted expert;
+            written into ``dir`` (hdf5 only; suites with a scripted expert;
             :mod:`avbr.eval.rollouts.demo_supply`); ``never``: stop with instructions instead.
         generate_per_task: scripted episodes attempted per task when generating.
         allow_eval_scenes: run even when demos start from the evaluation's own init states
@@ -72,6 +82,8 @@ class DemoConfig:
     """
 
     dir: str = "data/demos"
+    lerobot: str | None = None
+    lerobot_keys: str = "lerobot_libero"
     max_per_task: int | None = None
     cache_dir: str | None = "~/.cache/avbr/features"
     drop_noops: bool = True
@@ -199,14 +211,15 @@ def encode_frames(encoder: Any, spec: FeatureSpec, prev: dict[str, np.ndarray], 
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int], encoder: Any,
+def load_demos(cfg: DemoConfig, files: Mapping[int, DemoSet], task_order: Sequence[int], encoder: Any,
                encoder_cfg: dict[str, Any], spec: FeatureSpec, camera_size: int,
                batch_size: int = 64, *, flip_images: bool) -> tuple[list[DemoArrays], dict[str, Any]]:
     """Encode every demo of ``files`` (through the cache) into training arrays.
 
     Args:
         cfg: demo settings.
-        files: ``task_id -> demo file``.
+        files: ``task_id -> demo set`` (:mod:`avbr.eval.rollouts.demo_sets`: an hdf5 file or a
+            task of a LeRobotDataset).
         task_order: task ids in one-hot order (``DemoArrays.task_index`` = position here).
         encoder: the frozen ``EncoderAdapter``.
         encoder_cfg: the encoder config (part of the cache key).
@@ -225,53 +238,53 @@ def load_demos(cfg: DemoConfig, files: dict[int, Path], task_order: Sequence[int
     demos: list[DemoArrays] = []
     info: dict[str, Any] = {"tasks": {}, "cache_hits": 0, "encoded_files": 0}
     for task_id in task_order:
-        path = files[task_id]
-        with DemoFile(path) as f:
-            keys = list(f.info.demos)[: cfg.max_per_task]
+        demo_set = files[task_id]
+        count = min(demo_set.count(), cfg.max_per_task or demo_set.count())
         key = hit = None
         if cache is not None:
-            key = cache_key(encoder, f"{file_digest(path)}:{len(keys)}", spec.readout, cameras=list(spec.cameras),
-                            gap=spec.gap, encoder_cfg=encoder_cfg, reading=options.describe(), arrays="policy_demos")
+            key = cache_key(encoder, f"{demo_set.digest()}:{demo_set.label}:{count}", spec.readout,
+                            cameras=list(spec.cameras), gap=spec.gap, encoder_cfg=encoder_cfg,
+                            reading=options.describe(), arrays="policy_demos")
             hit = cache.load(key)
         if hit is not None:
             arrays = {k: v.numpy() for k, v in hit[0].items()}
             info["cache_hits"] += 1
         else:
-            arrays = _encode_file(path, keys, options, encoder, spec, camera_size, batch_size)
+            arrays = _encode_set(demo_set, count, options, encoder, spec, camera_size, batch_size)
             info["encoded_files"] += 1
             if cache is not None:
                 cache.save(key, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
-                           {"file": str(path), "demos": len(keys), "key": key})
+                           {"file": str(demo_set.path), "demos": count, "key": key})
         ends = np.cumsum(arrays["lengths"])
-        for i in range(len(keys)):
+        for i in range(count):
             lo, hi = (ends[i - 1] if i else 0), ends[i]
             demos.append(DemoArrays(task_index=task_order.index(task_id), features=arrays["features"][lo:hi],
                                     state=arrays["state"][lo:hi], actions=arrays["actions"][lo:hi]))
-        info["tasks"][str(task_id)] = {"file": str(path), "demos": len(keys),
-                                      "steps": int(ends[len(keys) - 1]) if keys else 0}
+        info["tasks"][str(task_id)] = {"file": demo_set.label, "demos": count,
+                                      "steps": int(ends[count - 1]) if count else 0}
     return demos, info
 
 
-def _encode_file(path: Path, keys: Sequence[str], options: DemoReadOptions, encoder: Any, spec: FeatureSpec,
-                 camera_size: int, batch_size: int) -> dict[str, np.ndarray]:
-    """All demos of one file: ``features [sum T, D]``, ``state [sum T, 8]``, ``actions [sum T, 7]``,
-    ``lengths [num demos]``."""
+def _encode_set(demo_set: DemoSet, count: int, options: DemoReadOptions, encoder: Any, spec: FeatureSpec,
+                camera_size: int, batch_size: int) -> dict[str, np.ndarray]:
+    """The first ``count`` demos of one set: ``features [sum T, D]``, ``state [sum T, 8]``,
+    ``actions [sum T, 7]``, ``lengths [count]``."""
     feats, states, actions, lengths = [], [], [], []
-    with DemoFile(path) as f:
-        demos = [f.read(key, options, cameras=tuple(spec.cameras)) for key in keys]
-    for key, demo in zip(keys, demos, strict=True):
-        frames = demo.images
-        if demo.state is None:
-            raise DemoFileError(path, f"{key}/obs has neither ee_states + gripper_states nor robomimic's "
-                                      "robot0_eef_pos/quat + robot0_gripper_qpos: no 8-D proprio state")
-        for camera, video in frames.items():
+    for demo in demo_set.read(options, tuple(spec.cameras), limit=count):
+        where = f"{demo_set.path}:{demo.key}"
+        if demo.state is None or demo.state.shape[1:] != (8,):
+            raise DemoFileError(demo_set.path, f"{demo.key} has no 8-D proprio state (LIBERO ee_states + "
+                                               "gripper_states, robomimic robot0_eef_pos/quat + robot0_gripper_qpos, "
+                                               "or a LeRobot 8-D state feature)")
+        for camera, video in demo.images.items():
             if video.shape[1:] != (camera_size, camera_size, 3):
-                raise ValueError(f"{path}:{key} {camera} frames are {video.shape[1:]}, but rollouts render "
+                raise ValueError(f"{where} {camera} frames are {video.shape[1:]}, but rollouts render "
                                  f"{camera_size}x{camera_size}; set suite.camera_size={video.shape[1]} or "
                                  f"regenerate the demos with that camera size")
         prev_idx = pair_indices(len(demo.actions), spec.gap)
-        feats.append(encode_frames(encoder, spec, {c: v[prev_idx] for c, v in frames.items()}, frames, batch_size))
-        states.append(demo.state)
+        feats.append(encode_frames(encoder, spec, {c: v[prev_idx] for c, v in demo.images.items()}, demo.images,
+                                   batch_size))
+        states.append(demo.state.astype(np.float32))
         actions.append(demo.actions.astype(np.float32))
         lengths.append(len(demo.actions))
     return {"features": np.concatenate(feats), "state": np.concatenate(states),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pair_fixtures import frame, write_bridge_traj, write_egodex_episode, write_images, write_libero, write_video
+from pair_fixtures import write_bridge_traj, write_egodex_episode, write_images, write_libero, write_video
 
 from avbr.data import (
     SOURCES,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avbr.envs import EpisodeSpec, SuiteConfig, episode_specs, get_suite, list_suites, max_steps
+from avbr.envs import SuiteConfig, episode_specs, get_suite, list_suites, max_steps
 from avbr.envs import libero_assets
 from avbr.envs.observations import convert_obs, policy_frames, proprio_state, stack_obs
 from avbr.envs.renderer import RendererError, configure_renderer

@@ -1,8 +1,10 @@
-"""Slow test: ``make_demos format=lerobot`` writes a LeRobotDataset v3.0 that the ``lerobot`` source reads upright."""
+"""Slow test: ``make_demos format=lerobot`` writes a LeRobotDataset v3.0 that the ``lerobot`` source reads
+upright, and that ``eval/libero.py demos.lerobot=...`` trains on (the README's worked example)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from avbr.envs import EpisodeSpec, SuiteConfig, run_episodes
 from avbr.envs.scenes import HELDOUT_SEED, HELDOUT_SEED_BASE
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_make_demos_lerobot_robosuite_lift(tmp_path: Path) -> None:
@@ -46,3 +49,18 @@ def test_make_demos_lerobot_robosuite_lift(tmp_path: Path) -> None:
     upright = min(np.abs(f - first).mean() for f in frames)
     flipped = min(np.abs(f[::-1, ::-1] - first).mean() for f in frames)
     assert upright < 6 and flipped > 2 * upright, (upright, flipped)
+
+    # The worked example: eval/libero.py on that dataset (demos.lerobot), every step of the run real.
+    configs = REPO / "tests" / "eval" / "configs"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "libero.py"), f"hydra.searchpath=[file://{configs}]", "encoder=tiny_vit",
+         "suite=robosuite_lift", "suite.camera_size=64", "suite.max_steps=5", "episodes_per_task=2", "workers=1",
+         f"demos.lerobot={root}", "demos.cache_dir=null", "policy.epochs=2", "policy.hidden_dim=16",
+         "videos_per_task=0", f"out_dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["heldout"]["demos_checked"] == 2 and results["heldout"]["overlapping_demos"] == 0
+    assert results["heldout"]["sources"] == {HELDOUT_SEED: 2} and results["heldout"]["unverified_demos"] == 0
+    assert results["demo_files"]["0"]["file"] == f"lerobot:{src.tasks[0]}"
+    assert results["suite_success"]["episodes"] + results["suite_success"]["crashed"] == 2

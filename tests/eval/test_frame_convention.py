@@ -1,6 +1,6 @@
 """Slow test on a real robosuite Lift env: for both ``suite.flip_images`` settings, the frames a
 policy head trains on (a scripted demo written to a demo file and read back through the
-evaluation's own path, ``find_demo_files`` -> ``load_demos``) equal the frames it sees in rollouts
+evaluation's own path, ``find_demos`` -> ``load_demos``) equal the frames it sees in rollouts
 from the same simulator states, and both are converted by ``observations.policy_frames``."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from avbr.adapters import Features  # before any renderer starts: importing it l
 from avbr.envs import EpisodeSpec, SuiteConfig, TaskInfo, observations
 from avbr.envs.demos import DemoWriter
 from avbr.envs.worker import EpisodeRunner
-from avbr.eval.rollouts.policy_data import DemoConfig, FeatureSpec, find_demo_files, load_demos
+from avbr.eval.rollouts.demo_supply import find_demos
+from avbr.eval.rollouts.policy_data import DemoConfig, FeatureSpec, load_demos
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def test_demo_frames_equal_rollout_frames(lift_demo: Path, flip: bool, monkeypat
 
     # Training frames: the eval path (no-op filter off so demo step t is rollout step t).
     cfg = DemoConfig(dir=str(lift_demo), cache_dir=None, drop_noops=False)
-    files = find_demo_files(cfg, "robosuite_lift", [TaskInfo("robosuite_lift", 0, "Lift", "lift the red cube", None)])
+    files = find_demos(cfg, suite, [TaskInfo("robosuite_lift", 0, "Lift", "lift the red cube", None)])
     encoder = FrameRecorder()
     per_camera = {}
     for camera in ("agentview", "wrist"):

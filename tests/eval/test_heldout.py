@@ -14,7 +14,8 @@ import pytest
 
 from avbr.envs.config import SuiteConfig
 from avbr.envs.scenes import HELDOUT_SEED_BASE, matching_states
-from avbr.eval.rollouts.heldout import EvalScenesInDemosError, check_heldout, demo_starts
+from avbr.eval.rollouts.demo_sets import Hdf5Demos
+from avbr.eval.rollouts.heldout import EvalScenesInDemosError, check_heldout
 
 
 def _file(path: Path, demos: list[dict]) -> Path:
@@ -49,18 +50,18 @@ def test_libero_overlaps_are_found_and_stop_the_run(tmp_path, libero_env_var):
         {"states": states[:1] + 0.5, "avbr_init_index": 4},  # an AVBR file from before held-out scenes
         {"states": states[7:8]},                             # no attributes (official layout): states[0]
     ])
-    assert [s.source for s in demo_starts(path)] == ["heldout_seed", "heldout_seed", "eval_init_state", "unrecorded"]
+    assert [s.source for s in Hdf5Demos(path).starts()] == ["heldout_seed", "heldout_seed", "eval_init_state", "unrecorded"]
     suite = SuiteConfig(name="libero_object")
     with pytest.raises(EvalScenesInDemosError) as err:
-        check_heldout(suite, {0: path}, list(range(10)))
+        check_heldout(suite, {0: Hdf5Demos(path)}, list(range(10)))
     msg = str(err.value)
     assert "3 of 4 demos start from evaluation init states" in msg and "task0_demo.hdf5:demo_1 = init state 3" in msg
     assert "demos.allow_eval_scenes=true" in msg and "make_demos suite=libero_object" in msg
-    report = check_heldout(suite, {0: path}, list(range(10)), allow_eval_scenes=True)
+    report = check_heldout(suite, {0: Hdf5Demos(path)}, list(range(10)), allow_eval_scenes=True)
     assert report["overlapping_demos"] == 3 and report["demos_checked"] == 4 and report["allowed"]
     assert sorted(o["eval_init_index"] for o in report["overlaps"]) == [3, 4, 7]
     # Evaluating init states 0-2 only: nothing overlaps.
-    assert check_heldout(suite, {0: path}, [0, 1, 2])["overlapping_demos"] == 0
+    assert check_heldout(suite, {0: Hdf5Demos(path)}, [0, 1, 2])["overlapping_demos"] == 0
 
 
 @pytest.mark.slow
@@ -90,11 +91,11 @@ def test_lift_demos_are_held_out_and_a_copied_eval_scene_is_caught(tmp_path):
                     "suite.camera_size=32", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}"], check=True,
                    cwd=tmp_path, capture_output=True)
     path = out / "robosuite_lift" / "Lift_demo.hdf5"
-    starts = demo_starts(path)
+    starts = Hdf5Demos(path).starts()
     assert sorted(s.seed for s in starts) == [HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + 1]
     assert {s.source for s in starts} == {"heldout_seed"}
     suite = SuiteConfig(name="robosuite_lift", camera_size=32)
-    assert check_heldout(suite, {0: path}, [0, 1, 2])["overlapping_demos"] == 0
+    assert check_heldout(suite, {0: Hdf5Demos(path)}, [0, 1, 2])["overlapping_demos"] == 0
     # Robosuite evaluation refuses seeds in the held-out range, so the ranges cannot meet.
     from avbr.envs.registry import eval_init_states
 
@@ -104,4 +105,4 @@ def test_lift_demos_are_held_out_and_a_copied_eval_scene_is_caught(tmp_path):
     with h5py.File(path, "r+") as f:
         f["data/demo_0"].attrs["init_scene_state"] = eval_init_states(suite, 0, [1])[0]
     with pytest.raises(EvalScenesInDemosError, match="= init state 1"):
-        check_heldout(suite, {0: path}, [0, 1, 2])
+        check_heldout(suite, {0: Hdf5Demos(path)}, [0, 1, 2])

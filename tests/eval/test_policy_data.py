@@ -10,6 +10,7 @@ import torch
 from avbr.adapters import Features
 from avbr.envs import EpisodeRecord, TaskInfo
 from avbr.envs.demos import DemoFileError, DemoTaskMismatchError, DemoWriter
+from avbr.eval.rollouts.demo_sets import Hdf5Demos
 from avbr.eval.rollouts.policy_data import DemoConfig, DemosNotFoundError, FeatureSpec, find_demo_files, load_demos
 
 
@@ -65,7 +66,7 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), max_per_task=2)
     enc = TopRowEncoder()
     spec = FeatureSpec(readout="cls", gap=2)
-    demos, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
+    demos, info = load_demos(cfg, {3: Hdf5Demos(path)}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert [len(d.actions) for d in demos] == [5, 7] and info["encoded_files"] == 1
     d = demos[1]
     # Upright top row holds 10*t; prev is o_{max(t-2, 0)}.
@@ -74,7 +75,7 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
     np.testing.assert_array_equal(d.state[0], [1, 1, 1, 1, 1, 1, 2, 2])
     assert d.task_index == 0 and d.actions.shape == (7, 7)
     encoded = enc.encoded
-    again, info = load_demos(cfg, {3: path}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
+    again, info = load_demos(cfg, {3: Hdf5Demos(path)}, [3], enc, {"name": "fake"}, spec, camera_size=8, flip_images=True)
     assert info["cache_hits"] == 1 and enc.encoded == encoded
     np.testing.assert_array_equal(again[1].features, d.features)
     np.testing.assert_array_equal(again[1].state, d.state)
@@ -92,11 +93,11 @@ def test_arrays_upright_pairs_and_cache(tmp_path):
             _write(path, "lift", steps=(5, 8))
         if change == "weights":
             enc.weights = "changed"
-        _, info = load_demos(other_cfg, {3: path}, [3], enc, {"name": "fake"}, other_spec, camera_size=8,
+        _, info = load_demos(other_cfg, {3: Hdf5Demos(path)}, [3], enc, {"name": "fake"}, other_spec, camera_size=8,
                              flip_images=change != "flip")
         assert info["encoded_files"] == 1 and enc.encoded > before, change
     with pytest.raises(ValueError, match="camera_size=8"):
-        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: path}, [3], enc, {}, spec, camera_size=16, flip_images=True)
+        load_demos(DemoConfig(dir=str(tmp_path), cache_dir=None), {3: Hdf5Demos(path)}, [3], enc, {}, spec, camera_size=16, flip_images=True)
 
 
 # --- official LIBERO files, wrong files, unreadable files -----------------------------------------
@@ -126,7 +127,7 @@ def test_official_file_through_the_eval_path(tmp_path, flip):
     write_official_demo(tmp_path / "libero_object" / "pick_up_the_soup_demo.hdf5", (16,), task="pick_up_the_soup",
                         noops={9: -1.0})
     cfg = DemoConfig(dir=str(tmp_path), cache_dir=None)
-    files = find_demo_files(cfg, "libero_object", [task])
+    files = {t: Hdf5Demos(path) for t, path in find_demo_files(cfg, "libero_object", [task]).items()}
     enc = FrameRecorder()
     demos, _ = load_demos(cfg, files, [4], enc, {}, FeatureSpec(), camera_size=8, flip_images=flip)
     kept = [j for j in range(CAP_INDEX + 1, 16) if j != 9]  # re-paired, OpenVLA no-op dropped
