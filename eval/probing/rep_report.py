@@ -31,8 +31,12 @@ class DemoDataConfig:
     """Demo pairs ``(o_t, o_{t+k})`` for the demo-based tasks.
 
     Attributes:
-        root: folder of LIBERO-layout demo files (``python -m avbr.envs.make_demos``); the spatial
-            tasks replay their states in the simulator, so they need files written by make_demos.
+        root: the demos: a folder of LIBERO-layout demo files (``python -m avbr.envs.make_demos``)
+            for ``source: hdf5_demos``; for another source its root (``lerobot``: a LeRobotDataset
+            folder or cached hub id). The spatial tasks replay simulator states, so they need
+            ``hdf5_demos`` files written by make_demos.
+        source: the ``avbr.data`` source the pairs are read with (``hdf5_demos``, ``lerobot``, ...).
+        kwargs: more arguments of that source (``lerobot``: ``keys``, ``camera``).
         gap: ``k`` in frames.
         stride: step between pairs of one demo.
         max_episodes: first ``n`` demos (sorted ids); null = all.
@@ -43,6 +47,8 @@ class DemoDataConfig:
     """
 
     root: str = ""
+    source: str = "hdf5_demos"
+    kwargs: dict[str, Any] = field(default_factory=dict)
     gap: int = 4
     stride: int = 4
     max_episodes: int | None = None
@@ -106,6 +112,11 @@ class ProbesConfig:
         if set(self.tasks) & _DEMO_TASKS and not self.data.root:
             raise ValueError(f"tasks {sorted(set(self.tasks) & _DEMO_TASKS)} need demo files: set data.root "
                              "(e.g. the output of python -m avbr.envs.make_demos), or run only tasks=[flow]")
+        spatial = sorted(set(self.tasks) & _SPATIAL_TASKS)
+        if spatial and self.data.source != "hdf5_demos":
+            raise ValueError(f"tasks {spatial} replay simulator states, which only hdf5_demos files written by "
+                             f"make_demos hold, not data.source={self.data.source!r}: drop them "
+                             "(tasks=[temporal_order,flow,clustering]) or use data.source=hdf5_demos")
 
 
 def load_tracks(root: str, assets_dir: str | None) -> dict[str, ObjectTracks]:
@@ -126,7 +137,8 @@ def run_probes(cfg: ProbesConfig, out_dir: str | Path) -> dict[str, Any]:
     pairs = tracks = None
     info: dict[str, Any] = {}
     if set(cfg.tasks) & _DEMO_TASKS:
-        pairs = load_pairs("hdf5_demos", d.root, d.gap, d.stride, d.max_episodes, d.max_pairs_per_episode, d.image_size)
+        pairs = load_pairs(d.source, d.root, d.gap, d.stride, d.max_episodes, d.max_pairs_per_episode, d.image_size,
+                           **d.kwargs)
         info = {"n_pairs": len(pairs), "n_episodes": int(len(set(pairs.episode))), "tasks": sorted(set(pairs.task)),
                 "gap": d.gap, "frame_shape": list(pairs.prev.shape[1:])}
         log.info("demo pairs: %s", info)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avbr.eval.probing.action_data import load_pairs
-from avbr.eval.probing.action_probe import EncoderSpec, build_adapter
+from avbr.eval.probing.action_probe import EncoderSpec, SplitConfig, build_adapter
 from avbr.eval.probing.flow import cell_targets, cells_to_pixels, epe, synthetic_sequences
 from avbr.eval.probing.protocol import ProbeSettings
 from avbr.eval.probing.rep_probes import PROBE_TASKS, FlowConfig, ProbeContext, fit_flow_probe
@@ -127,6 +127,25 @@ def test_config_checks_task_names_and_demo_root():
     with pytest.raises(ValueError, match="data.root"):
         ProbesConfig(tasks=["temporal_order"])
     ProbesConfig(tasks=["flow"])  # flow needs no demos
+    with pytest.raises(ValueError, match="replay simulator states"):
+        ProbesConfig(data=DemoDataConfig(root="x", source="lerobot"))
+
+
+def test_demo_tasks_read_a_lerobot_dataset(tmp_path):
+    """temporal order and clustering on the LeRobot-layout fixture (tests/data/lerobot_fixtures.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "data"))
+    from lerobot_fixtures import LENGTHS, TASKS, write_v30
+
+    root = write_v30(tmp_path / "ds")
+    cfg = ProbesConfig(encoders={"tiny": EncoderSpec(**TINY)}, tasks=["temporal_order", "clustering"],
+                       data=DemoDataConfig(root=str(root), source="lerobot", kwargs={"camera": "wrist"}, gap=2, stride=1,
+                                           max_pairs_per_episode=None, image_size=56),
+                       split=SplitConfig(seeds=[0], fractions=(0.34, 0.33, 0.33)))
+    from avbr.eval.probing.rep_report import run_probes
+    res = run_probes(cfg, tmp_path / "out")
+    assert res["data"]["n_pairs"] == sum(n - 2 for n in LENGTHS) and res["data"]["n_episodes"] == 3
+    assert res["data"]["tasks"] == sorted(TASKS)
+    assert res["encoders"]["tiny"]["clustering"]["n_tasks"] == 2
 
 
 def test_app_runs_by_path(tmp_path):
