@@ -70,6 +70,13 @@ def _wrong_suite_demos(tmp: Path) -> Path:
     return tmp / "demos"
 
 
+def _lerobot_dataset(tmp: Path) -> Path:
+    """A LeRobotDataset v3.0 in the layout of LeRobot's writers (``tests/data/lerobot_fixtures.py``)."""
+    from tests.data.lerobot_fixtures import write_v30
+
+    return write_v30(tmp / "lerobot")
+
+
 def _other_run(tmp: Path) -> Path:
     """A run folder whose checkpoint was written by another run (another model and seed)."""
     ckpt = tmp / "run" / "checkpoints" / "step_0000002"
@@ -105,6 +112,10 @@ CASES = {
     "garbage_hdf5": (FEATURES + TINY_TIMM + ["source.name=hdf5_demos", "source.root={x}"], _garbage_demo,
                      ["task_demo.hdf5"]),
     "demos_wrong_suite": (LIBERO + ["demos.dir={x}"], _wrong_suite_demos, ["Lift_demo.hdf5", "libero_object"]),
+    "demos_lerobot_not_a_dataset": (LIBERO + ["demos.lerobot={tmp}"], None,
+                                    ["no meta/info.json", "not a LeRobotDataset", "format=lerobot"]),
+    "demos_lerobot_wrong_key_map": (LIBERO + ["demos.lerobot={x}", "demos.lerobot_keys=openpi_libero"], _lerobot_dataset,
+                                    ["no camera feature 'image'", "observation.images.image", "another key map"]),
     "float_frames": (FEATURES + TINY_TIMM + ["input={x}"], _float_frames, ["must be uint8", "float32", "astype"]),
     "mixed_image_sizes": (FEATURES + TINY_TIMM + ["source.name=image_folder", "source.root={x}"], _mixed_sizes,
                           ["2 sizes", "(32, 32)", "(48, 48)", "resize"]),

@@ -75,12 +75,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from avbr.cli import UserError
 from avbr.data.base import SOURCES, CorruptFileError, EpisodeRef, FramePairSource, PairSample
 from avbr.data.gaps import GapSchedule
 from avbr.envs.observations import policy_frames
 from avbr.registry import Registry, UnknownNameError
 
-__all__ = ["LeRobotKeys", "KEY_MAPS", "LeRobotSource", "FrameTimestampError", "VideoReader", "resolve_root"]
+__all__ = ["LeRobotKeys", "KEY_MAPS", "LeRobotSource", "FrameTimestampError", "MissingFeatureError", "VideoReader", "resolve_root"]
 
 _DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -109,6 +110,10 @@ KEY_MAPS.register("lerobot_libero")(LeRobotKeys(
     state="observation.state", action="action"))
 KEY_MAPS.register("openpi_libero")(LeRobotKeys(
     cameras={"agentview": "image", "wrist": "wrist_image"}, state="state", action="actions"))
+
+
+class MissingFeatureError(UserError, KeyError):
+    """The dataset lacks a feature the key map names (another key map is needed)."""
 
 
 class FrameTimestampError(CorruptFileError):
@@ -317,7 +322,9 @@ class LeRobotSource(FramePairSource):
         self.flip_images = flip_images
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
-            raise FileNotFoundError(f"LeRobotSource: no meta/info.json under {self.root} (not a LeRobotDataset)")
+            raise FileNotFoundError(f"no meta/info.json under {self.root}: not a LeRobotDataset folder; point at the "
+                                    f"folder that holds meta/, data/ and videos/ (make_demos format=lerobot writes "
+                                    f"<out>/<suite>/lerobot)")
         self.info = json.loads(info_path.read_text())
         self.version = str(self.info.get("codebase_version", ""))
         if self.version not in ("v2.0", "v2.1", "v3.0"):
@@ -326,7 +333,7 @@ class LeRobotSource(FramePairSource):
         features = self.info["features"]
         for role, key in (("camera", self.camera_key), ("state", self.keys.state), ("action", self.keys.action)):
             if key not in features:
-                raise KeyError(
+                raise MissingFeatureError(
                     f"{info_path}: no {role} feature {key!r}; features present: {sorted(features)}. "
                     f"Pick another key map (known: {', '.join(KEY_MAPS.names())}) or pass a LeRobotKeys")
         self.camera_dtype = features[self.camera_key]["dtype"]
