@@ -186,13 +186,16 @@ class LeRobotWriter:
         ``avbr.envs.demos.DemoWriter.add`` takes it): frames ``agentview_rgb``/``eye_in_hand_rgb``
         in the simulator's orientation (stored in the ``flip_images=True`` view of the LIBERO
         conversions, :func:`avbr.envs.observations.policy_frames`), state = ``ee_states`` (6) ++
-        ``gripper_states`` (2), ``actions``, task = ``attrs["problem_info"]["language_instruction"]``,
+        ``gripper_states`` (2), ``actions``, task = the benchmark's instruction (``record.language``,
+        what the policy is given and what OpenVLA's RLDS and the LeRobot conversions store; a LIBERO
+        BDDL's ``problem_info`` wording can differ: "pick the alphabet soup..." for "pick up the
+        alphabet soup..."), else ``attrs["problem_info"]["language_instruction"]``,
         and the episode's start (``avbr/init_source``, ``avbr/init_seed``, ``avbr/init_scene_state``,
         the last empty when not recorded)."""
         if not record.success or record.data is None:
             raise ValueError("only successful episodes recorded with record=True can be written")
         data = record.data
-        task = json.loads(data["attrs"]["problem_info"])["language_instruction"] if "attrs" in data else record.language
+        task = record.language or json.loads(data["attrs"]["problem_info"])["language_instruction"]
         self.add_episode(
             {"agentview": policy_frames(data["agentview_rgb"], True), "wrist": policy_frames(data["eye_in_hand_rgb"], True)},
             state=np.concatenate([data["ee_states"], data["gripper_states"]], axis=1),

@@ -72,6 +72,8 @@ class DemoSet(Protocol):
 
     #: Shown in messages and recorded in ``results.json`` (file name, or ``dataset:task``).
     label: str
+    #: The file or dataset folder the demos are read from.
+    path: Path
 
     def digest(self) -> str:
         """sha256 of the stored bytes the demos are read from."""

@@ -76,12 +76,17 @@ def test_add_record_flips_upright(tmp_path):
             "attrs": {"problem_info": json.dumps({"language_instruction": "pick up the ketchup"})}}
     w = LeRobotWriter(tmp_path / "ds", fps=20, video=H264)
     w.add(EpisodeRecord(task_id=0, init_index=0, episode=0, success=True, length=n, data=data))
+    # The benchmark's instruction wins over the BDDL's wording (LIBERO's differ, e.g. "pick the
+    # alphabet soup" in the BDDL of the task "pick up the alphabet soup").
+    w.add(EpisodeRecord(task_id=0, init_index=2, episode=2, success=True, length=n, data=data,
+                        language="pick up the ketchup and place it in the basket"))
     with pytest.raises(ValueError, match="successful"):
         w.add(EpisodeRecord(task_id=0, init_index=1, episode=1, success=False, length=n, data=data))
     w.close()
     src = LeRobotSource(str(tmp_path / "ds"), camera="wrist")
     s = src.read_pair(src.episodes()[0], 1, 3)
     assert decode(s["prev"]) == (1, 0, 2, True) and s["task"] == "pick up the ketchup"
+    assert src.read_pair(src.episodes()[1], 0, 1)["task"] == "pick up the ketchup and place it in the basket"
     np.testing.assert_array_equal(s["state"], [6, 7, 8, 9, 10, 11, -1, -1])
     with pytest.raises(FileExistsError):
         LeRobotWriter(tmp_path / "ds", fps=20)
