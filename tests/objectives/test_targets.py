@@ -117,9 +117,8 @@ MOTION_GAPS = GapSchedule(max_gap=4, sample_decay=1.0, loss_decay=1.0)
 
 def heldout_mse(encoder: str, target: str, steps: int) -> float:
     """Train ``future_prediction`` (tiny, depth 3, 32 px, patch 8, batch 16, AdamW lr 1e-3 with
-    20 warmup steps, 30% stills, gaps :data:`MOTION_GAPS`) on procedural
-    episodes ``0..999`` on the CPU and return the unweighted MSE on 256 video samples of held-out
-    episodes (seed 500000)."""
+    20 warmup steps, 30% stills, gaps :data:`MOTION_GAPS`) on procedural episodes ``0..999`` on the
+    CPU and return the unweighted MSE on 256 video samples of held-out episodes (seed 500000)."""
     torch.manual_seed(0)
     obj = build_objective(
         "future_prediction", encoder=encoder, encoder_kwargs={"preset": "tiny", "img_size": 32, "patch_size": 8, "depth": 3},
@@ -153,7 +152,8 @@ def test_extrapolation_needs_the_motion_stream() -> None:
     on this project's 2-core CPU machine, one torch thread (pytest's default here): held-out MSE
     extrapolate: two_stream 0.00713, p_only 0.01026 (ratio 0.69; with another torch/data seed
     0.00707 vs 0.01038, ratio 0.68); seed: two_stream 0.00223, p_only 0.00236 (ratio 0.95). The
-    whole test took 995 s while a LIBERO evaluation shared the machine (~210 s a model alone).
+    whole test took 995 s while a LIBERO evaluation shared the machine (~210 s a model when two
+    one-thread trainings ran side by side, one per core).
     An earlier 64 px, 1500-step, gaps-1..10 version measured ratio 0.72 on an H200 but 0.82 on
     CI's CPU (the margin did not survive the change of device, and it took 37 minutes there): with
     gaps up to 10 and weights ``0.5^(k-1)`` the unweighted held-out MSE was dominated by long gaps
